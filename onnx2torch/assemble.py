@@ -1,0 +1,363 @@
+"""Build a ``torch.fx.GraphModule`` from an ONNX graph, one converter call per node.
+
+Graph inputs become ``forward`` arguments, each node a call of a named submodule or of a torch
+function, and graph outputs are returned in ONNX order.  Nodes whose inputs are all known at
+conversion time are evaluated here (constant folding), so static shape arithmetic ends up as
+literals and weights hidden behind ``Constant``/``Identity`` chains are plain tensors.
+"""
+from __future__ import annotations
+
+import keyword
+import logging
+import operator
+import re
+from collections.abc import Iterable
+from typing import Any
+
+import numpy as np
+import onnx
+import torch
+from torch import fx, nn
+
+from onnx2torch.attributes import OnnxNode
+from onnx2torch.dtypes import tensor_from_proto
+from onnx2torch.errors import ConversionError, InvalidModelError, UnsupportedOperatorError
+from onnx2torch.registry import DEFAULT_DOMAINS, ConverterEntry, Lowered, lookup
+
+__all__ = ["ConversionContext", "assemble", "find_unsupported", "model_opsets"]
+
+logger = logging.getLogger(__name__)
+
+_LITERAL_DTYPES = (torch.float32, torch.float64, torch.int64, torch.int32, torch.bool)
+
+
+def model_opsets(model: onnx.ModelProto) -> dict[str, int]:
+    """``{domain: version}`` with the default domain under ``""``."""
+    opsets = {}
+    for entry in model.opset_import:
+        domain = "" if entry.domain in DEFAULT_DOMAINS else entry.domain
+        opsets[domain] = int(entry.version)
+    opsets.setdefault("", 1)
+    return opsets
+
+
+def _node_opset(opsets: dict[str, int], domain: str) -> int:
+    return opsets.get("" if domain in DEFAULT_DOMAINS else domain, 1)
+
+
+def _iter_nodes(graph: onnx.GraphProto) -> Iterable[onnx.NodeProto]:
+    """Every node of a graph and of its subgraphs, depth first."""
+    for node in graph.node:
+        yield node
+        for attr in node.attribute:
+            if attr.type == onnx.AttributeProto.GRAPH:
+                yield from _iter_nodes(attr.g)
+            elif attr.type == onnx.AttributeProto.GRAPHS:
+                for sub in attr.graphs:
+                    yield from _iter_nodes(sub)
+
+
+def find_unsupported(model: onnx.ModelProto) -> list[str]:
+    """One line per node (subgraphs included) that has no converter at the model's opset."""
+    opsets = model_opsets(model)
+    local_functions = {(f.domain, f.name) for f in model.functions}
+    missing = []
+    for node in _iter_nodes(model.graph):
+        if (node.domain, node.op_type) in local_functions:
+            continue
+        opset = _node_opset(opsets, node.domain)
+        if lookup(node.domain, node.op_type, opset) is None:
+            domain = node.domain or "ai.onnx"
+            missing.append(f"'{node.name}' {domain}::{node.op_type} (opset {opset})")
+    return missing
+
+
+def check_supported(model: onnx.ModelProto) -> None:
+    """Raise one :class:`UnsupportedOperatorError` naming every node without a converter."""
+    missing = find_unsupported(model)
+    if missing:
+        kinds = sorted({line.split(" ", 1)[1] for line in missing})
+        raise UnsupportedOperatorError(
+            f"{len(missing)} node(s) use operators onnx2torch cannot convert "
+            f"({', '.join(kinds)}): " + "; ".join(missing)
+            + ". Register a converter with onnx2torch.registry.converter or report the op."
+        )
+
+
+def sanitize(name: str, fallback: str = "v") -> str:
+    """A Python identifier made from an ONNX name."""
+    ident = re.sub(r"\W", "_", name).strip("_") or fallback
+    if ident[0].isdigit():
+        ident = f"{fallback}_{ident}"
+    if keyword.iskeyword(ident):
+        ident += "_"
+    return ident
+
+
+class ConversionContext:
+    """What a converter may ask about the graph: constant values, inferred shapes and types."""
+
+    def __init__(self, opsets: dict[str, int], value_info: dict[str, onnx.TypeProto], base_dir: str | None = None):
+        self.opsets = opsets
+        self.value_info = value_info
+        self.base_dir = base_dir
+        self.constants: dict[str, Any] = {}
+
+    # --- constants -------------------------------------------------------------------------
+    def is_constant(self, name: str) -> bool:
+        return name in self.constants
+
+    def constant(self, name: str) -> torch.Tensor | None:
+        """The value of tensor ``name`` when it is known at conversion time, else ``None``."""
+        if not name:
+            return None
+        return self.constants.get(name)
+
+    def constant_ints(self, name: str) -> list[int] | None:
+        value = self.constant(name)
+        if value is None:
+            return None
+        if isinstance(value, torch.Tensor):
+            return [int(v) for v in value.reshape(-1).tolist()]
+        return [int(v) for v in np.asarray(value).reshape(-1)]
+
+    def constant_floats(self, name: str) -> list[float] | None:
+        value = self.constant(name)
+        if value is None:
+            return None
+        return [float(v) for v in torch.as_tensor(value).reshape(-1).double().tolist()]
+
+    # --- inferred types --------------------------------------------------------------------
+    def _tensor_type(self, name: str):
+        tp = self.value_info.get(name)
+        if tp is None or not tp.HasField("tensor_type"):
+            return None
+        return tp.tensor_type
+
+    def shape(self, name: str) -> list[int | str | None] | None:
+        """Inferred shape: ints for static dims, the symbol (or ``None``) for dynamic ones;
+        ``None`` when even the rank is unknown."""
+        value = self.constant(name)
+        if isinstance(value, torch.Tensor):
+            return list(value.shape)
+        tt = self._tensor_type(name)
+        if tt is None or not tt.HasField("shape"):
+            return None
+        dims = []
+        for dim in tt.shape.dim:
+            if dim.HasField("dim_value"):
+                dims.append(int(dim.dim_value))
+            elif dim.HasField("dim_param"):
+                dims.append(dim.dim_param)
+            else:
+                dims.append(None)
+        return dims
+
+    def static_shape(self, name: str) -> list[int] | None:
+        """The shape when every dim is known at conversion time, else ``None``."""
+        dims = self.shape(name)
+        if dims is None or not all(isinstance(d, int) for d in dims):
+            return None
+        return dims
+
+    def rank(self, name: str) -> int | None:
+        dims = self.shape(name)
+        return None if dims is None else len(dims)
+
+    def elem_type(self, name: str) -> int | None:
+        """The ONNX element type of ``name`` (``TensorProto.FLOAT`` ...), ``None`` if unknown."""
+        value = self.constant(name)
+        if isinstance(value, torch.Tensor):
+            from onnx2torch.dtypes import ONNX_TO_TORCH  # noqa: PLC0415
+
+            for elem, dtype in ONNX_TO_TORCH.items():
+                if dtype == value.dtype:
+                    return elem
+        tt = self._tensor_type(name)
+        return None if tt is None or tt.elem_type == 0 else int(tt.elem_type)
+
+
+def _collect_value_info(graph: onnx.GraphProto) -> dict[str, onnx.TypeProto]:
+    info = {}
+    for value in list(graph.input) + list(graph.value_info) + list(graph.output):
+        if value.type.ByteSize():
+            info[value.name] = value.type
+    return info
+
+
+def infer_value_info(model: onnx.ModelProto) -> dict[str, onnx.TypeProto]:
+    """Types and shapes of every tensor onnx's shape inference can tell (empty on failure)."""
+    try:
+        inferred = onnx.shape_inference.infer_shapes(model, data_prop=True)
+    except Exception as exc:  # noqa: BLE001 - inference is advisory
+        logger.info("shape inference failed (%s); converting without inferred shapes", exc)
+        inferred = model
+    return _collect_value_info(inferred.graph)
+
+
+class GraphAssembler:
+    """Turns one ONNX graph into an fx graph on a root module."""
+
+    def __init__(self, graph: onnx.GraphProto, ctx: ConversionContext):
+        self.graph = graph
+        self.ctx = ctx
+        self.root = nn.Module()
+        self.fx_graph = fx.Graph()
+        self.env: dict[str, fx.Node] = {}
+        self.used_attr_names: set[str] = set()
+        self.constant_attrs: dict[str, str] = {}
+        #: ONNX tensor name -> fx node name, for debug mode's per-node comparison.
+        self.value_nodes: dict[str, str] = {}
+        #: ONNX tensor name -> (node name, op type, converter) that produced it.
+        self.producers: dict[str, tuple[str, str, str]] = {}
+
+    # --- names -----------------------------------------------------------------------------
+    def _attr_name(self, candidate: str) -> str:
+        name = sanitize(candidate, "m")
+        base, i = name, 1
+        while name in self.used_attr_names or hasattr(self.root, name):
+            i += 1
+            name = f"{base}_{i}"
+        self.used_attr_names.add(name)
+        return name
+
+    # --- values ----------------------------------------------------------------------------
+    def _constant_arg(self, name: str, value: Any, as_literal: bool) -> Any:
+        if not isinstance(value, torch.Tensor):
+            return value
+        if as_literal and value.dim() == 0 and value.dtype in _LITERAL_DTYPES:
+            return value.item()
+        if name not in self.constant_attrs:
+            attr = self._attr_name(name)
+            if value.is_floating_point() and value.dtype.itemsize > 1:
+                self.root.register_parameter(attr, nn.Parameter(value.detach().clone(), requires_grad=True))
+            else:
+                self.root.register_buffer(attr, value.detach().clone())
+            self.constant_attrs[name] = attr
+        attr = self.constant_attrs[name]
+        node = self.fx_graph.get_attr(attr)
+        return node
+
+    def value(self, name: str, as_literal: bool = False) -> Any:
+        """The fx argument for ONNX tensor ``name``."""
+        if not name:
+            return None
+        if name in self.env:
+            return self.env[name]
+        if self.ctx.is_constant(name):
+            return self._constant_arg(name, self.ctx.constant(name), as_literal)
+        raise InvalidModelError(f"tensor '{name}' is used but no node, input or initializer produces it")
+
+    # --- building --------------------------------------------------------------------------
+    def add_inputs(self, weights: dict[str, Any]) -> None:
+        for proto in self.graph.initializer:
+            weights[proto.name] = tensor_from_proto(proto, self.ctx.base_dir)
+        self.ctx.constants.update(weights)
+        for value in self.graph.input:
+            if value.name in self.ctx.constants:
+                continue  # IR 3 models list their initializers as inputs too
+            node = self.fx_graph.placeholder(sanitize(value.name, "input"))
+            self.env[value.name] = node
+            self.value_nodes[value.name] = node.name
+
+    def add_node(self, proto: onnx.NodeProto, index: int) -> None:
+        opset = _node_opset(self.ctx.opsets, proto.domain)
+        node = OnnxNode(proto, opset, name=proto.name or f"{proto.op_type.lower()}_{index}")
+        while node.outputs and not node.outputs[-1]:
+            node.outputs.pop()
+        entry = lookup(proto.domain, proto.op_type, opset)
+        if entry is None:
+            raise UnsupportedOperatorError(f"{node.describe()} has no converter")
+        for name in node.inputs:
+            if name and name not in self.env and not self.ctx.is_constant(name):
+                raise InvalidModelError(
+                    f"{node.describe()}: input '{name}' is not produced by any earlier node, "
+                    "graph input or initializer (is the graph topologically sorted?)"
+                )
+        try:
+            lowered = entry.fn(node, self.ctx)
+        except (ConversionError, UnsupportedOperatorError, InvalidModelError):
+            raise
+        except Exception as exc:
+            raise ConversionError(
+                f"{node.describe()}: converter {entry.fn.__module__}.{entry.fn.__qualname__} failed: "
+                f"{type(exc).__name__}: {exc}"
+            ) from exc
+        converter_name = f"{entry.fn.__module__}.{entry.fn.__qualname__}"
+        for out in node.outputs:
+            if out:
+                self.producers[out] = (node.name, node.op_type, converter_name)
+        if lowered.constant is not None:
+            self.ctx.constants[node.outputs[0]] = lowered.constant
+            return
+        inputs = node.inputs if lowered.inputs is None else lowered.inputs
+        if entry.deterministic and all(not n or self.ctx.is_constant(n) for n in inputs):
+            self._fold(node, lowered, inputs, converter_name)
+            return
+        self._emit(node, lowered, inputs, converter_name)
+
+    def _fold(self, node: OnnxNode, lowered: Lowered, inputs: list[str], converter_name: str) -> None:
+        args = [self.ctx.constant(n) if n else None for n in inputs]
+        try:
+            with torch.no_grad():
+                result = lowered.target(*args, **lowered.kwargs)
+        except Exception as exc:
+            raise ConversionError(
+                f"{node.describe()}: evaluating its constant inputs with {converter_name} failed: "
+                f"{type(exc).__name__}: {exc}"
+            ) from exc
+        outputs = [result] if len(node.outputs) == 1 else list(result)
+        for name, value in zip(node.outputs, outputs):
+            if name:
+                self.ctx.constants[name] = value.detach() if isinstance(value, torch.Tensor) else value
+
+    def _emit(self, node: OnnxNode, lowered: Lowered, inputs: list[str], converter_name: str) -> None:
+        args = tuple(self.value(n, lowered.scalars_as_literals) for n in inputs)
+        out_name = sanitize(node.outputs[0] if len(node.outputs) == 1 else node.name, "out")
+        if isinstance(lowered.target, nn.Module):
+            attr = self._attr_name(node.name)
+            self.root.add_module(attr, lowered.target)
+            fx_node = self.fx_graph.create_node("call_module", attr, args, dict(lowered.kwargs), name=out_name)
+        else:
+            fx_node = self.fx_graph.create_node("call_function", lowered.target, args, dict(lowered.kwargs), name=out_name)
+        fx_node.meta["onnx_node"] = node.name
+        fx_node.meta["onnx_op"] = node.op_type
+        fx_node.meta["converter"] = converter_name
+        if len(node.outputs) == 1:
+            self.env[node.outputs[0]] = fx_node
+            self.value_nodes[node.outputs[0]] = fx_node.name
+            return
+        for i, name in enumerate(node.outputs):
+            if name:
+                item = self.fx_graph.create_node(
+                    "call_function", operator.getitem, (fx_node, i), {}, name=sanitize(name, "out")
+                )
+                self.env[name] = item
+                self.value_nodes[name] = item.name
+
+    def add_outputs(self) -> None:
+        values = [self.value(out.name) for out in self.graph.output]
+        self.fx_graph.output(values[0] if len(values) == 1 else tuple(values))
+
+    def build(self, weights: dict[str, Any] | None = None) -> fx.GraphModule:
+        self.add_inputs(dict(weights or {}))
+        for index, proto in enumerate(self.graph.node):
+            self.add_node(proto, index)
+        self.add_outputs()
+        self.fx_graph.lint()
+        module = fx.GraphModule(self.root, self.fx_graph, class_name="ConvertedModel")
+        if module.graph.eliminate_dead_code():
+            # NOTE: a fresh GraphModule copies only the submodules and constants still used.
+            module = fx.GraphModule(module, module.graph, class_name="ConvertedModel")
+        return module
+
+
+def assemble(model: onnx.ModelProto, base_dir: str | None = None) -> fx.GraphModule:
+    """Convert a (simplified) ONNX model into a ``torch.fx.GraphModule``."""
+    check_supported(model)
+    ctx = ConversionContext(model_opsets(model), infer_value_info(model), base_dir)
+    assembler = GraphAssembler(model.graph, ctx)
+    module = assembler.build()
+    module.onnx_value_nodes = dict(assembler.value_nodes)
+    module.onnx_producers = dict(assembler.producers)
+    return module

@@ -1,0 +1,90 @@
+"""ONNX element types and their torch counterparts, and numpy ↔ torch conversion.
+
+bfloat16 and the float8 types become torch's own dtypes; int4/uint4/int2/uint2 travel as
+int8/uint8 with the same values and float4 as float32 (torch has no such dtypes).
+"""
+from __future__ import annotations
+
+import numpy as np
+import torch
+from onnx import TensorProto, numpy_helper
+
+__all__ = ["ONNX_TO_TORCH", "torch_dtype", "to_torch", "tensor_from_proto", "is_float_dtype"]
+
+_TP = TensorProto
+ONNX_TO_TORCH: dict[int, torch.dtype] = {
+    _TP.FLOAT: torch.float32,
+    _TP.DOUBLE: torch.float64,
+    _TP.FLOAT16: torch.float16,
+    _TP.BFLOAT16: torch.bfloat16,
+    _TP.INT8: torch.int8,
+    _TP.INT16: torch.int16,
+    _TP.INT32: torch.int32,
+    _TP.INT64: torch.int64,
+    _TP.UINT8: torch.uint8,
+    _TP.UINT16: torch.uint16,
+    _TP.UINT32: torch.uint32,
+    _TP.UINT64: torch.uint64,
+    _TP.BOOL: torch.bool,
+    _TP.COMPLEX64: torch.complex64,
+    _TP.COMPLEX128: torch.complex128,
+    _TP.FLOAT8E4M3FN: torch.float8_e4m3fn,
+    _TP.FLOAT8E4M3FNUZ: torch.float8_e4m3fnuz,
+    _TP.FLOAT8E5M2: torch.float8_e5m2,
+    _TP.FLOAT8E5M2FNUZ: torch.float8_e5m2fnuz,
+    _TP.INT4: torch.int8,
+    _TP.UINT4: torch.uint8,
+    _TP.FLOAT4E2M1: torch.float32,
+}
+for _name, _carrier in (("INT2", torch.int8), ("UINT2", torch.uint8)):
+    if hasattr(_TP, _name):
+        ONNX_TO_TORCH[getattr(_TP, _name)] = _carrier
+
+_LOW_PRECISION = {
+    "bfloat16": (torch.bfloat16, np.uint16),
+    "float8_e4m3fn": (torch.float8_e4m3fn, np.uint8),
+    "float8_e4m3fnuz": (torch.float8_e4m3fnuz, np.uint8),
+    "float8_e5m2": (torch.float8_e5m2, np.uint8),
+    "float8_e5m2fnuz": (torch.float8_e5m2fnuz, np.uint8),
+}
+
+
+def torch_dtype(elem_type: int) -> torch.dtype:
+    """The torch dtype that carries ONNX ``elem_type``."""
+    try:
+        return ONNX_TO_TORCH[elem_type]
+    except KeyError:
+        name = TensorProto.DataType.Name(elem_type) if elem_type in TensorProto.DataType.values() else elem_type
+        raise TypeError(f"ONNX element type {name} has no torch equivalent") from None
+
+
+def is_float_dtype(dtype: torch.dtype) -> bool:
+    return dtype.is_floating_point
+
+
+def to_torch(array: np.ndarray) -> torch.Tensor:
+    """A numpy array (ml_dtypes low-precision types included) as a torch tensor, sharing memory
+    where torch can."""
+    name = array.dtype.name
+    if name in _LOW_PRECISION:
+        dtype, raw = _LOW_PRECISION[name]
+        return torch.from_numpy(np.ascontiguousarray(array).view(raw)).view(dtype)
+    if name in ("int4", "int2"):
+        return torch.from_numpy(array.astype(np.int8))
+    if name in ("uint4", "uint2"):
+        return torch.from_numpy(array.astype(np.uint8))
+    if name.startswith("float4"):
+        return torch.from_numpy(array.astype(np.float32))
+    if array.dtype == object:
+        raise TypeError("string tensors have no torch equivalent")
+    if not array.flags.writeable:
+        array = array.copy()
+    return torch.from_numpy(np.ascontiguousarray(array))
+
+
+def tensor_from_proto(proto: TensorProto, base_dir: str | None = None) -> torch.Tensor | np.ndarray:
+    """An initializer or Constant value as a torch tensor (strings stay a numpy object array)."""
+    array = numpy_helper.to_array(proto, base_dir or "")
+    if array.dtype == object:
+        return array
+    return to_torch(array)
