@@ -358,6 +358,7 @@ def assemble(model: onnx.ModelProto, base_dir: str | None = None) -> fx.GraphMod
     ctx = ConversionContext(model_opsets(model), infer_value_info(model), base_dir)
     assembler = GraphAssembler(model.graph, ctx)
     module = assembler.build()
+    module.onnx_input_names = [v.name for v in model.graph.input if v.name in assembler.env]
     module.onnx_value_nodes = dict(assembler.value_nodes)
     module.onnx_producers = dict(assembler.producers)
     return module

@@ -142,8 +142,18 @@ def _to_numpy(value) -> np.ndarray:
     return np.asarray(value)
 
 
+def _torch_args(module: nn.Module, model: onnx.ModelProto, inputs: dict[str, np.ndarray]) -> list[torch.Tensor]:
+    """The converted module's positional arguments (its forward takes the model's inputs in
+    order, minus any the simplifier found unused)."""
+    names = getattr(module, "onnx_input_names", None) or [v.name for v in _graph_inputs(model)]
+    missing = [n for n in names if n not in inputs]
+    if missing:
+        raise VerificationError(f"no value given for input(s) {missing}")
+    return [to_torch(inputs[n]) for n in names]
+
+
 def run_torch(module: nn.Module, model: onnx.ModelProto, inputs: dict[str, np.ndarray]) -> list[np.ndarray]:
-    args = [to_torch(inputs[v.name]) for v in _graph_inputs(model)]
+    args = _torch_args(module, model, inputs)
     with torch.no_grad():
         out = module(*args)
     if not isinstance(out, (tuple, list)):
@@ -232,7 +242,7 @@ def find_first_divergence(
     wanted = [o.name for o in session.get_outputs()]
     reference = dict(zip(wanted, session.run(None, {k: v for k, v in inputs.items() if k in {i.name for i in session.get_inputs()}})))
     recorder = _Recorder(module)
-    args = [to_torch(inputs[v.name]) for v in _graph_inputs(model)]
+    args = _torch_args(module, model, inputs)
     with torch.no_grad():
         recorder.run(*args)
     node_inputs = {out: list(node.input) for node in model.graph.node for out in node.output}

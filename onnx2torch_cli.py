@@ -1,0 +1,137 @@
+"""Command line: convert an ONNX model to PyTorch and verify it against onnxruntime.
+
+    python onnx2torch_cli.py --onnx_path m.onnx --pytorch_path m.pth --input_shape input:1,3,224,224
+
+Exit status: 0 verified, 1 verification failed, 2 bad usage or unconvertible model.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import tempfile
+import time
+import traceback
+
+__all__ = ["main", "parse_input_shapes"]
+
+EXIT_OK, EXIT_MISMATCH, EXIT_UNCONVERTIBLE = 0, 1, 2
+
+
+class UsageError(Exception):
+    """A command-line value that cannot be used."""
+
+
+def parse_input_shapes(values: list[str] | None) -> dict[str, list[int]] | None:
+    """``["input:1,3,224,224", "mask:1,128"]`` -> ``{"input": [1, 3, 224, 224], "mask": [1, 128]}``."""
+    if not values:
+        return None
+    shapes = {}
+    for value in values:
+        name, sep, dims = value.rpartition(":")
+        if not sep or not name:
+            raise UsageError(f"--input_shape '{value}' must look like name:d0,d1,... (e.g. input:1,3,224,224)")
+        try:
+            shapes[name] = [int(d) for d in dims.split(",")] if dims else []
+        except ValueError:
+            raise UsageError(f"--input_shape '{value}': dimensions must be integers separated by commas") from None
+        if any(d < 0 for d in shapes[name]):
+            raise UsageError(f"--input_shape '{value}': dimensions must be >= 0")
+    return shapes
+
+
+def _build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="onnx2torch",
+        description="Convert an ONNX model into a PyTorch nn.Module and verify it against onnxruntime.",
+    )
+    parser.add_argument("--onnx_path", required=True, help="the ONNX model to convert")
+    parser.add_argument("--pytorch_path", help="where to torch.save the converted module (.pth)")
+    parser.add_argument(
+        "--input_shape", nargs="+", action="extend", metavar="NAME:D0,D1,...",
+        help="shape of a model input, one per input (repeat the flag or list them); fixes the "
+             "shapes for simplification; optional when the model's inputs are static",
+    )
+    parser.add_argument("--simplify_path", help="save the simplified ONNX model here")
+    parser.add_argument("--no_simplify", action="store_true", help="skip onnx-simplifier")
+    parser.add_argument("--debug", action="store_true",
+                        help="find the first node whose output diverges from onnxruntime; show tracebacks")
+    parser.add_argument("--mse_threshold", type=float, default=1e-7,
+                        help="verification passes when every output's MSE is at most this (default 1e-7)")
+    return parser
+
+
+def _atomic_save(obj, path: str, save) -> None:
+    """Write through a temporary file in the target folder, then rename: no half-written file."""
+    folder = os.path.dirname(os.path.abspath(path))
+    os.makedirs(folder, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=folder, prefix=".onnx2torch-", suffix=".tmp")
+    os.close(fd)
+    try:
+        save(obj, tmp)
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+def _run(args: argparse.Namespace) -> int:
+    import onnx  # noqa: PLC0415
+    import torch  # noqa: PLC0415
+
+    from onnx2torch.assemble import assemble, check_supported  # noqa: PLC0415
+    from onnx2torch.convert import load_model  # noqa: PLC0415
+    from onnx2torch.simplify import simplify_model  # noqa: PLC0415
+    from onnx2torch.verify import find_first_divergence, make_inputs, verify  # noqa: PLC0415
+
+    input_shapes = parse_input_shapes(args.input_shape)
+    started = time.perf_counter()
+    model, base_dir = load_model(args.onnx_path)
+    known = {v.name for v in model.graph.input}
+    for name in input_shapes or {}:
+        if name not in known:
+            raise UsageError(f"--input_shape names '{name}', but the model's inputs are: {', '.join(sorted(known))}")
+    check_supported(model)
+    simplified = model if args.no_simplify else simplify_model(model, input_shapes)
+    if args.simplify_path:
+        _atomic_save(simplified, args.simplify_path, lambda m, p: onnx.save(m, p))
+    module = assemble(simplified, base_dir=base_dir)
+    elapsed = time.perf_counter() - started
+    print(f"converted {args.onnx_path} in {elapsed:.2f} s ({len(simplified.graph.node)} nodes after simplification)")
+
+    inputs = make_inputs(model, input_shapes)
+    report = verify(model, module, inputs)
+    print(report.format(args.mse_threshold))
+    if args.pytorch_path:
+        _atomic_save(module, args.pytorch_path, torch.save)
+        print(f"saved {args.pytorch_path} (load with torch.load(path, weights_only=False))")
+    if report.passed(args.mse_threshold):
+        return EXIT_OK
+    if args.debug:
+        where = find_first_divergence(simplified, module, inputs=inputs)
+        print(where or "no single node diverges beyond tolerance; the difference accumulates")
+    return EXIT_MISMATCH
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _build_parser().parse_args(argv)
+    from onnx2torch.errors import Onnx2TorchError  # noqa: PLC0415
+
+    try:
+        return _run(args)
+    except (Onnx2TorchError, UsageError) as exc:
+        if args.debug:
+            traceback.print_exc()
+        print(f"onnx2torch: error: {exc}", file=sys.stderr)
+        return EXIT_UNCONVERTIBLE
+    except Exception as exc:  # noqa: BLE001 - never a raw traceback without --debug
+        if args.debug:
+            traceback.print_exc()
+        print(f"onnx2torch: error: unexpected {type(exc).__name__}: {exc} (rerun with --debug for the traceback)",
+              file=sys.stderr)
+        return EXIT_UNCONVERTIBLE
+
+
+if __name__ == "__main__":
+    sys.exit(main())
