@@ -24,7 +24,7 @@ from onnx2torch.dtypes import tensor_from_proto
 from onnx2torch.errors import ConversionError, InvalidModelError, UnsupportedOperatorError
 from onnx2torch.registry import DEFAULT_DOMAINS, ConverterEntry, Lowered, lookup
 
-__all__ = ["ConversionContext", "assemble", "find_unsupported", "model_opsets"]
+__all__ = ["ConversionContext", "assemble", "build_subgraph", "find_unsupported", "model_opsets", "outer_scope_names"]
 
 logger = logging.getLogger(__name__)
 
@@ -350,6 +350,55 @@ class GraphAssembler:
             # NOTE: a fresh GraphModule copies only the submodules and constants still used.
             module = fx.GraphModule(module, module.graph, class_name="ConvertedModel")
         return module
+
+
+def outer_scope_names(graph: onnx.GraphProto) -> list[str]:
+    """Names a (sub)graph reads that it neither receives as input nor produces, in first-use
+    order — the outer-scope values of an If/Loop/Scan body, nested subgraphs included."""
+    known = {v.name for v in graph.input} | {t.name for t in graph.initializer}
+    known |= {t.name for t in graph.sparse_initializer}
+    outer: list[str] = []
+
+    def visit(names: Iterable[str]) -> None:
+        for name in names:
+            if name and name not in known and name not in outer:
+                outer.append(name)
+
+    for node in graph.node:
+        visit(node.input)
+        for attr in node.attribute:
+            subs = [attr.g] if attr.type == onnx.AttributeProto.GRAPH else list(attr.graphs)
+            for sub in subs:
+                visit(outer_scope_names(sub))
+        known.update(node.output)
+    visit(o.name for o in graph.output)
+    return outer
+
+
+def build_subgraph(graph: onnx.GraphProto, ctx: ConversionContext) -> tuple[fx.GraphModule, list[str]]:
+    """A GraphModule for a control-flow body.  Its ``forward`` takes the body's own inputs, then
+    the outer-scope values it reads that are not constants (returned as the second item, to be
+    passed by the caller).  Outer constants are baked in."""
+    child = ConversionContext(ctx.opsets, {**ctx.value_info, **_collect_value_info(graph)}, ctx.base_dir)
+    child.constants = dict(ctx.constants)
+    own = {v.name for v in graph.input}
+    outer = [n for n in outer_scope_names(graph) if n not in own and not ctx.is_constant(n)]
+    assembler = GraphAssembler(graph, child)
+    for proto in graph.initializer:
+        child.constants[proto.name] = tensor_from_proto(proto, ctx.base_dir)
+    for name in [v.name for v in graph.input] + outer:
+        if name in child.constants and name in own:
+            del child.constants[name]  # a body input shadows an outer constant of the same name
+        node = assembler.fx_graph.placeholder(sanitize(name, "input"))
+        assembler.env[name] = node
+    for index, proto in enumerate(graph.node):
+        assembler.add_node(proto, index)
+    outputs = [assembler.value(o.name) for o in graph.output]
+    assembler.fx_graph.output(tuple(outputs))
+    module = fx.GraphModule(assembler.root, assembler.fx_graph, class_name="Subgraph")
+    if module.graph.eliminate_dead_code():
+        module = fx.GraphModule(module, module.graph, class_name="Subgraph")
+    return module, outer
 
 
 def assemble(model: onnx.ModelProto, base_dir: str | None = None) -> fx.GraphModule:

@@ -2,6 +2,7 @@
 from onnx2torch.ops import (  # noqa: F401
     activation,
     constant,
+    control_flow,
     conv,
     elementwise,
     linalg,
