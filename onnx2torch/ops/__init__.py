@@ -1,15 +1,22 @@
 """Converters, one module per operator family; importing this package registers them all."""
 from onnx2torch.ops import (  # noqa: F401
     activation,
+    cast,
     constant,
     control_flow,
     conv,
+    detection,
     elementwise,
     linalg,
     norm,
     pool,
+    quantize,
+    random_ops,
     reduce,
     resize,
+    rnn,
+    sequence,
     shape,
+    signal,
     tensor,
 )

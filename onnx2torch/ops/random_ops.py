@@ -1,0 +1,1 @@
+"""Converters: random_ops family."""

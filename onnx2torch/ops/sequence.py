@@ -1,0 +1,1 @@
+"""Converters: sequence family."""
