@@ -68,7 +68,8 @@ def find_unsupported(model: onnx.ModelProto) -> list[str]:
         opset = _node_opset(opsets, node.domain)
         if lookup(node.domain, node.op_type, opset) is None:
             domain = node.domain or "ai.onnx"
-            missing.append(f"'{node.name}' {domain}::{node.op_type} (opset {opset})")
+            label = f"'{node.name}'" if node.name else f"<unnamed, output '{node.output[0] if node.output else ''}'>"
+            missing.append(f"{label} {domain}::{node.op_type} (opset {opset})")
     return missing
 
 
@@ -76,7 +77,7 @@ def check_supported(model: onnx.ModelProto) -> None:
     """Raise one :class:`UnsupportedOperatorError` naming every node without a converter."""
     missing = find_unsupported(model)
     if missing:
-        kinds = sorted({line.split(" ", 1)[1] for line in missing})
+        kinds = sorted({line.rsplit(" ", 3)[1] for line in missing})
         raise UnsupportedOperatorError(
             f"{len(missing)} node(s) use operators onnx2torch cannot convert "
             f"({', '.join(kinds)}): " + "; ".join(missing)

@@ -44,20 +44,25 @@ _FLOAT8 = {
 
 
 # --- runtime functions ----------------------------------------------------------------------
+_TORCH_UNSIGNED_WIDE = (torch.uint16, torch.uint32, torch.uint64)
+
+
+def _widen(t: torch.Tensor) -> torch.Tensor:
+    """uint16/uint32/uint64 as int64 (uint64 reinterpreted bit for bit) for arithmetic torch
+    lacks kernels for."""
+    return t.view(torch.int64) if t.dtype == torch.uint64 else t.to(torch.int64)
+
+
+def _narrow(t: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
+    """Back from int64 to ``dtype``, wrapping like unsigned arithmetic."""
+    return t.view(torch.uint64) if dtype == torch.uint64 else t.to(dtype)
+
+
 def unsigned_matmul(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     """``a @ b`` for uint16/uint32/uint64, which torch has no matmul kernel for."""
-    # NOTE: the product is taken in int64 (uint64 reinterpreted bit for bit), which wraps modulo
-    # 2**64, so casting back gives the same wrapped result as unsigned arithmetic would.
-    dtype = a.dtype
-    if dtype == torch.uint64:
-        return torch.matmul(a.view(torch.int64), b.view(torch.int64)).view(torch.uint64)
-    return torch.matmul(a.to(torch.int64), b.to(torch.int64)).to(dtype)
-
-
-def _plain_matmul(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-    if a.dtype in (torch.uint16, torch.uint32, torch.uint64):
-        return unsigned_matmul(a, b)
-    return torch.matmul(a, b)
+    # NOTE: int64 arithmetic wraps modulo 2**64, so narrowing back gives the same wrapped result
+    # as unsigned arithmetic would.
+    return _narrow(torch.matmul(_widen(a), _widen(b)), a.dtype)
 
 
 def onnx_gemm(
@@ -83,15 +88,21 @@ def onnx_gemm(
             y = torch.matmul(a, b)
             return y if alpha == 1.0 else y * alpha
         return torch.addmm(c, a, b, beta=beta, alpha=alpha)
-    y = _plain_matmul(a, b)
+    dtype = a.dtype
+    if dtype in _TORCH_UNSIGNED_WIDE:
+        a, b = _widen(a), _widen(b)
+        c = _widen(c) if use_c else c
+    y = torch.matmul(a, b)
     if alpha == 1.0 and (not use_c or beta == 1.0):
-        return y + c if use_c else y
-    # NOTE: integer Gemm with a non-unit alpha/beta is computed in float64 and truncated back,
-    # like the ONNX reference (numpy ``astype``).
-    out = y.double() * alpha
-    if use_c:
-        out = out + c.double() * beta
-    return out.to(y.dtype)
+        y = y + c if use_c else y
+    else:
+        # NOTE: integer Gemm with a non-unit alpha/beta is computed in float64 and truncated
+        # back, like the ONNX reference (numpy ``astype``).
+        out = y.double() * alpha
+        if use_c:
+            out = out + c.double() * beta
+        y = out.to(y.dtype)
+    return _narrow(y, dtype) if dtype in _TORCH_UNSIGNED_WIDE else y
 
 
 def onnx_matmul_integer(
@@ -145,13 +156,9 @@ def onnx_qlinear_matmul(
 def onnx_einsum(*operands: torch.Tensor, equation: str) -> torch.Tensor:
     """ONNX Einsum: ``torch.einsum`` keeping the operands' dtype."""
     dtype = operands[0].dtype
-    if dtype == torch.uint64:
-        result = torch.einsum(equation, *(t.view(torch.int64) for t in operands))
-        return result.view(torch.uint64)
-    if dtype in (torch.uint16, torch.uint32):
-        result = torch.einsum(equation, *(t.to(torch.int64) for t in operands))
-    else:
-        result = torch.einsum(equation, *operands)
+    if dtype in _TORCH_UNSIGNED_WIDE:
+        return _narrow(torch.einsum(equation, *(_widen(t) for t in operands)), dtype)
+    result = torch.einsum(equation, *operands)
     # NOTE: torch sums integer tensors into int64; ONNX keeps the input type (wrapping).
     return result if result.dtype == dtype else result.to(dtype)
 
