@@ -22,6 +22,7 @@ from torch import fx, nn
 from onnx2torch.attributes import OnnxNode
 from onnx2torch.dtypes import tensor_from_proto
 from onnx2torch.errors import ConversionError, InvalidModelError, UnsupportedOperatorError
+from onnx2torch.functions import expand_schema_function, has_schema_function, inline_local_functions
 from onnx2torch.registry import DEFAULT_DOMAINS, ConverterEntry, Lowered, lookup
 
 __all__ = ["ConversionContext", "assemble", "build_subgraph", "find_unsupported", "model_opsets", "outer_scope_names"]
@@ -66,7 +67,7 @@ def find_unsupported(model: onnx.ModelProto) -> list[str]:
         if (node.domain, node.op_type) in local_functions:
             continue
         opset = _node_opset(opsets, node.domain)
-        if lookup(node.domain, node.op_type, opset) is None:
+        if lookup(node.domain, node.op_type, opset) is None and not has_schema_function(node.op_type, opset, node.domain):
             domain = node.domain or "ai.onnx"
             label = f"'{node.name}'" if node.name else f"<unnamed, output '{node.output[0] if node.output else ''}'>"
             missing.append(f"{label} {domain}::{node.op_type} (opset {opset})")
@@ -261,14 +262,28 @@ class GraphAssembler:
             self.env[value.name] = node
             self.value_nodes[value.name] = node.name
 
-    def add_node(self, proto: onnx.NodeProto, index: int) -> None:
-        opset = _node_opset(self.ctx.opsets, proto.domain)
+    def _type_of(self, name: str) -> onnx.TypeProto | None:
+        value = self.ctx.constant(name)
+        elem = self.ctx.elem_type(name)
+        if isinstance(value, torch.Tensor) and elem is not None:
+            return onnx.helper.make_tensor_type_proto(elem, list(value.shape))
+        return self.ctx.value_info.get(name)
+
+    def add_node(self, proto: onnx.NodeProto, index: int, opsets: dict[str, int] | None = None) -> None:
+        opsets = opsets or self.ctx.opsets
+        opset = _node_opset(opsets, proto.domain)
         node = OnnxNode(proto, opset, name=proto.name or f"{proto.op_type.lower()}_{index}")
         while node.outputs and not node.outputs[-1]:
             node.outputs.pop()
         entry = lookup(proto.domain, proto.op_type, opset)
         if entry is None:
-            raise UnsupportedOperatorError(f"{node.describe()} has no converter")
+            expanded = expand_schema_function(proto, opset, [self._type_of(n) if n else None for n in proto.input])
+            if expanded is None:
+                raise UnsupportedOperatorError(f"{node.describe()} has no converter")
+            body, body_opsets = expanded
+            for sub in body:
+                self.add_node(sub, index, {**opsets, **body_opsets})
+            return
         for name in node.inputs:
             if name and name not in self.env and not self.ctx.is_constant(name):
                 raise InvalidModelError(
@@ -404,6 +419,7 @@ def build_subgraph(graph: onnx.GraphProto, ctx: ConversionContext) -> tuple[fx.G
 
 def assemble(model: onnx.ModelProto, base_dir: str | None = None) -> fx.GraphModule:
     """Convert a (simplified) ONNX model into a ``torch.fx.GraphModule``."""
+    model = inline_local_functions(model)
     check_supported(model)
     ctx = ConversionContext(model_opsets(model), infer_value_info(model), base_dir)
     assembler = GraphAssembler(model.graph, ctx)
