@@ -1,5 +1,5 @@
-"""Converters: matrix products and other linear algebra — Gemm, MatMul, MatMulInteger,
-QLinearMatMul, Einsum, Det.
+"""Converters: matrix products and other linear algebra — Gemm, MatMul, MatMulInteger, Einsum,
+Det.
 
 Constant weights of ``Gemm`` and ``MatMul`` become ``nn.Linear`` layers with trainable parameters,
 so a converted model fine-tunes like a native one; everything else is an exact functional form.
@@ -21,13 +21,11 @@ __all__ = [
     "gemm_legacy",
     "matmul",
     "matmul_integer",
-    "qlinear_matmul",
     "einsum",
     "det",
     "onnx_gemm",
     "unsigned_matmul",
     "onnx_matmul_integer",
-    "onnx_qlinear_matmul",
     "onnx_einsum",
     "onnx_det",
 ]
@@ -35,18 +33,10 @@ __all__ = [
 logger = logging.getLogger(__name__)
 
 _UNSIGNED_WIDE = {TensorProto.UINT16, TensorProto.UINT32, TensorProto.UINT64}
-_FLOAT8 = {
-    TensorProto.FLOAT8E4M3FN,
-    TensorProto.FLOAT8E4M3FNUZ,
-    TensorProto.FLOAT8E5M2,
-    TensorProto.FLOAT8E5M2FNUZ,
-}
-
-
-# --- runtime functions ----------------------------------------------------------------------
 _TORCH_UNSIGNED_WIDE = (torch.uint16, torch.uint32, torch.uint64)
 
 
+# --- runtime functions ----------------------------------------------------------------------
 def _widen(t: torch.Tensor) -> torch.Tensor:
     """uint16/uint32/uint64 as int64 (uint64 reinterpreted bit for bit) for arithmetic torch
     lacks kernels for."""
@@ -126,31 +116,6 @@ def onnx_matmul_integer(
     # NOTE: CUDA has no integer matmul; |A - zp|, |B - zp| <= 255 so every partial sum below
     # 2**53 is exact in float64 (the spec says products never overflow).
     return torch.matmul(a32.double(), b32.double()).to(torch.int32)
-
-
-def onnx_qlinear_matmul(
-    a: torch.Tensor,
-    a_scale: torch.Tensor,
-    a_zero_point: torch.Tensor | None,
-    b: torch.Tensor,
-    b_scale: torch.Tensor,
-    b_zero_point: torch.Tensor | None,
-    y_scale: torch.Tensor,
-    y_zero_point: torch.Tensor | None = None,
-) -> torch.Tensor:
-    """ONNX QLinearMatMul: requantize ``(A - a_zp) @ (B - b_zp) * a_scale * b_scale / y_scale``."""
-    acc = onnx_matmul_integer(a, b, a_zero_point, b_zero_point)
-    if a_scale.dim() == 1 and a.dim() >= 2:
-        a_scale = a_scale.unsqueeze(-1)  # per-row scales [M] -> [M, 1]
-    # NOTE: the multiplier is formed in the scales' own dtype and applied in float64, as the ONNX
-    # reference does; rounding is to nearest, ties to even (torch.round), then saturation.
-    multiplier = (a_scale * b_scale / y_scale).double()
-    y = torch.round(acc.double() * multiplier)
-    out_dtype = a.dtype if y_zero_point is None else y_zero_point.dtype
-    if y_zero_point is not None:
-        y = y + y_zero_point.double()
-    info = torch.iinfo(out_dtype)
-    return y.clamp(info.min, info.max).to(out_dtype)
 
 
 def onnx_einsum(*operands: torch.Tensor, equation: str) -> torch.Tensor:
@@ -277,18 +242,6 @@ def matmul_integer(node: OnnxNode, ctx: ConversionContext) -> Lowered:
     while inputs and not inputs[-1]:
         inputs.pop()
     return Lowered(onnx_matmul_integer, inputs=inputs)
-
-
-@converter("QLinearMatMul", since=10)
-def qlinear_matmul(node: OnnxNode, ctx: ConversionContext) -> Lowered:
-    """QLinearMatMul(a, a_scale, a_zp, b, b_scale, b_zp, y_scale, y_zp) -> y quantized"""
-    for index in (0, 3, 7):
-        elem = ctx.elem_type(node.input(index))
-        if elem in _FLOAT8:
-            raise node.unsupported(
-                f"input {index} element type", TensorProto.DataType.Name(elem), "int8 and uint8"
-            )
-    return Lowered(onnx_qlinear_matmul, inputs=[node.input(i) for i in range(8)])
 
 
 def _implicit_output(lhs: str) -> str:
