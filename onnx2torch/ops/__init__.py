@@ -18,5 +18,6 @@ from onnx2torch.ops import (  # noqa: F401
     sequence,
     shape,
     signal,
+    strings,
     tensor,
 )
