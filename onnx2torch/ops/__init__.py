@@ -8,6 +8,7 @@ from onnx2torch.ops import (  # noqa: F401
     detection,
     elementwise,
     linalg,
+    ml,
     norm,
     pool,
     quantize,
