@@ -21,4 +21,5 @@ from onnx2torch.ops import (  # noqa: F401
     signal,
     strings,
     tensor,
+    training,
 )
