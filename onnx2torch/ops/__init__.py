@@ -1,6 +1,7 @@
 """Converters, one module per operator family; importing this package registers them all."""
 from onnx2torch.ops import (  # noqa: F401
     activation,
+    attention,
     cast,
     constant,
     control_flow,
