@@ -189,6 +189,9 @@ def _collect_value_info(graph: onnx.GraphProto) -> dict[str, onnx.TypeProto]:
 
 def infer_value_info(model: onnx.ModelProto) -> dict[str, onnx.TypeProto]:
     """Types and shapes of every tensor onnx's shape inference can tell (empty on failure)."""
+    from onnx2torch.simplify import strip_large_initializers  # noqa: PLC0415
+
+    model, _ = strip_large_initializers(model)
     try:
         inferred = onnx.shape_inference.infer_shapes(model, data_prop=True)
     except Exception as exc:  # noqa: BLE001 - inference is advisory

@@ -5,6 +5,8 @@ int8/uint8 with the same values and float4 as float32 (torch has no such dtypes)
 """
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 import torch
 from onnx import TensorProto, numpy_helper
@@ -78,7 +80,11 @@ def to_torch(array: np.ndarray) -> torch.Tensor:
     if array.dtype == object:
         raise TypeError("string tensors have no torch equivalent")
     if not array.flags.writeable:
-        array = array.copy()
+        # NOTE: arrays over protobuf bytes are read-only; sharing them avoids a copy of every
+        # weight. Converters never write into constants (layers clone what they keep).
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", UserWarning)
+            return torch.from_numpy(array)
     return torch.from_numpy(np.ascontiguousarray(array))
 
 

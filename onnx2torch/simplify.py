@@ -17,7 +17,10 @@ from collections.abc import Iterator
 
 import onnx
 
-__all__ = ["simplify_model"]
+__all__ = ["simplify_model", "strip_large_initializers", "restore_initializers"]
+
+#: Initializers with more elements than this are kept out of onnxsim and shape inference.
+LARGE_INITIALIZER = 1024
 
 logger = logging.getLogger(__name__)
 
@@ -45,6 +48,72 @@ def _silenced_stdout() -> Iterator[None]:
                 os.close(fd)
 
 
+def strip_large_initializers(
+    model: onnx.ModelProto, limit: int = LARGE_INITIALIZER
+) -> tuple[onnx.ModelProto, dict[str, onnx.TensorProto]]:
+    """A copy of the model whose large initializers are graph inputs of the same type and shape,
+    and the initializers taken out.  Weights never need to pass through the simplifier or shape
+    inference: nothing about shapes depends on their values, and copying them costs seconds and
+    gigabytes on large models."""
+    stash: dict[str, onnx.TensorProto] = {}
+    graph = model.graph
+    large = [t for t in graph.initializer if _elements(t) > limit]
+    if not large:
+        return model, stash
+    kept = [t for t in graph.initializer if _elements(t) <= limit]
+    skeleton = onnx.ModelProto()
+    for field_name in ("ir_version", "producer_name", "producer_version", "domain", "model_version", "doc_string"):
+        setattr(skeleton, field_name, getattr(model, field_name))
+    skeleton.opset_import.extend(model.opset_import)
+    skeleton.functions.extend(model.functions)
+    skeleton.metadata_props.extend(model.metadata_props)
+    sk_graph = skeleton.graph
+    sk_graph.name = graph.name
+    sk_graph.node.extend(graph.node)
+    sk_graph.output.extend(graph.output)
+    sk_graph.value_info.extend(graph.value_info)
+    sk_graph.sparse_initializer.extend(graph.sparse_initializer)
+    sk_graph.initializer.extend(kept)
+    listed = {v.name for v in graph.input}
+    sk_graph.input.extend(graph.input)
+    for tensor in large:
+        stash[tensor.name] = tensor
+        if tensor.name not in listed:
+            sk_graph.input.append(onnx.helper.make_tensor_value_info(tensor.name, tensor.data_type, list(tensor.dims)))
+    return skeleton, stash
+
+
+def _elements(tensor: onnx.TensorProto) -> int:
+    count = 1
+    for d in tensor.dims:
+        count *= d
+    return count
+
+
+def restore_initializers(skeleton: onnx.ModelProto, stash: dict[str, onnx.TensorProto], original_inputs: set[str]) -> onnx.ModelProto:
+    """Put stripped initializers back: as initializers again, no longer graph inputs (unless the
+    original model listed them as inputs too), and only those the graph still uses."""
+    if not stash:
+        return skeleton
+    used = {name for node in skeleton.graph.node for name in node.input}
+    used |= {o.name for o in skeleton.graph.output}
+    used |= _subgraph_reads(skeleton.graph)
+    inputs = [v for v in skeleton.graph.input if v.name not in stash or v.name in original_inputs]
+    del skeleton.graph.input[:]
+    skeleton.graph.input.extend(inputs)
+    skeleton.graph.initializer.extend(t for name, t in stash.items() if name in used)
+    return skeleton
+
+
+def _subgraph_reads(graph: onnx.GraphProto) -> set[str]:
+    names: set[str] = set()
+    for node in graph.node:
+        for attr in node.attribute:
+            for sub in ([attr.g] if attr.type == onnx.AttributeProto.GRAPH else list(attr.graphs)):
+                names |= {n for sn in sub.node for n in sn.input} | _subgraph_reads(sub)
+    return names
+
+
 def simplify_model(
     model: onnx.ModelProto, input_shapes: dict[str, list[int]] | None = None
 ) -> onnx.ModelProto:
@@ -54,13 +123,16 @@ def simplify_model(
     except ImportError as exc:  # pragma: no cover - a declared dependency
         warnings.warn(f"onnxsim is not importable ({exc}); converting the unsimplified model", stacklevel=3)
         return model
-    kwargs = {"skip_fuse_bn": True}
+    # NOTE: onnxsim must not materialise big constants (weights made by ConstantOfShape, say):
+    # folding them here costs seconds and copies; the assembler folds them in one step.
+    kwargs = {"skip_fuse_bn": True, "tensor_size_threshold": "64KB"}
     if input_shapes:
         kwargs["overwrite_input_shapes"] = {k: list(v) for k, v in input_shapes.items()}
+    skeleton, stash = strip_large_initializers(model)
     try:
         with _silenced_stdout(), warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            simplified, ok = onnxsim.simplify(model, **kwargs)
+            simplified, ok = onnxsim.simplify(skeleton, **kwargs)
     except Exception as exc:  # noqa: BLE001 - any failure means: go on unsimplified
         warnings.warn(
             f"onnx-simplifier could not simplify this model ({type(exc).__name__}: "
@@ -71,4 +143,4 @@ def simplify_model(
     if not ok:
         warnings.warn("onnx-simplifier's check failed; converting the unsimplified model", stacklevel=3)
         return model
-    return simplified
+    return restore_initializers(simplified, stash, {v.name for v in model.graph.input})
