@@ -97,20 +97,45 @@ class TinyUNet(nn.Module):
         return torch.sigmoid(z)
 
 
+class SelfAttention(nn.Module):
+    def __init__(self, dim: int, heads: int):
+        super().__init__()
+        self.heads = heads
+        self.qkv = nn.Linear(dim, 3 * dim)
+        self.proj = nn.Linear(dim, dim)
+
+    def forward(self, x):
+        batch, seq, dim = x.shape
+        q, k, v = self.qkv(x).reshape(batch, seq, 3, self.heads, dim // self.heads).permute(2, 0, 3, 1, 4)
+        attn = torch.softmax(q @ k.transpose(-2, -1) / (dim // self.heads) ** 0.5, dim=-1)
+        return self.proj((attn @ v).transpose(1, 2).reshape(batch, seq, dim))
+
+
+class EncoderBlock(nn.Module):
+    def __init__(self, dim: int, heads: int):
+        super().__init__()
+        self.norm1 = nn.LayerNorm(dim)
+        self.attn = SelfAttention(dim, heads)
+        self.norm2 = nn.LayerNorm(dim)
+        self.mlp = nn.Sequential(nn.Linear(dim, 2 * dim), nn.GELU(), nn.Linear(2 * dim, dim))
+
+    def forward(self, x):
+        x = x + self.attn(self.norm1(x))
+        return x + self.mlp(self.norm2(x))
+
+
 class TinyTransformer(nn.Module):
     def __init__(self):
         super().__init__()
         self.embed = nn.Embedding(100, 32)
         self.pos = nn.Parameter(torch.randn(1, 64, 32) * 0.02)
-        self.encoder = nn.TransformerEncoder(
-            nn.TransformerEncoderLayer(32, 4, 64, dropout=0.0, batch_first=True, activation="gelu"), 2,
-            enable_nested_tensor=False)
+        self.blocks = nn.Sequential(EncoderBlock(32, 4), EncoderBlock(32, 4))
         self.norm = nn.LayerNorm(32)
         self.head = nn.Linear(32, 100)
 
     def forward(self, ids):
         x = self.embed(ids) + self.pos[:, : ids.shape[1]]
-        return self.head(self.norm(self.encoder(x)))
+        return self.head(self.norm(self.blocks(x)))
 
 
 class TinyMLP(nn.Module):
