@@ -234,7 +234,9 @@ class GraphAssembler:
             return value.item()
         if name not in self.constant_attrs:
             attr = self._attr_name(name)
-            if value.is_floating_point() and value.dtype.itemsize > 1:
+            # NOTE: float tensors are trainable weights; one-element constants (a Clip bound, a
+            # Dropout ratio, an epsilon) are hyper-parameters and stay buffers.
+            if value.is_floating_point() and value.dtype.itemsize > 1 and value.numel() > 1:
                 self.root.register_parameter(attr, nn.Parameter(value.detach().clone(), requires_grad=True))
             else:
                 self.root.register_buffer(attr, value.detach().clone())
@@ -426,7 +428,9 @@ def assemble(model: onnx.ModelProto, base_dir: str | None = None) -> fx.GraphMod
     check_supported(model)
     ctx = ConversionContext(model_opsets(model), infer_value_info(model), base_dir)
     assembler = GraphAssembler(model.graph, ctx)
-    module = assembler.build()
+    # NOTE: ONNX graphs describe inference; layers with train-time behaviour (BatchNorm,
+    # Dropout) start in eval mode, and model.train() opts into training.
+    module = assembler.build().eval()
     module.onnx_input_names = [v.name for v in model.graph.input if v.name in assembler.env]
     module.onnx_value_nodes = dict(assembler.value_nodes)
     module.onnx_producers = dict(assembler.producers)
