@@ -1,0 +1,1 @@
+"""Converters: loss family."""

@@ -1,0 +1,1 @@
+"""Converters: sampling family."""
