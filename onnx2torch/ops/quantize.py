@@ -408,6 +408,10 @@ def _quantized_type(node: OnnxNode, ctx: ConversionContext) -> str:
     output_dtype = node.attr_int("output_dtype", 0) or 0
     if output_dtype:
         elem = output_dtype
+        zero_elem = None if ctx.is_constant(node.input(2)) else ctx.elem_type(node.input(2))
+        if node.has_input(2) and zero_elem is not None and zero_elem != elem:
+            raise node.unsupported("output_dtype", _type_name(elem),
+                                   f"the zero point's type {_type_name(zero_elem)} (spec: they must match)")
     elif node.has_input(2):
         # NOTE: int4/int2 zero points are carried as int8 (uint4/uint2 as uint8), so a constant's
         # torch dtype cannot tell them apart: the output's inferred type is asked first.
