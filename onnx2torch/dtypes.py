@@ -38,6 +38,8 @@ ONNX_TO_TORCH: dict[int, torch.dtype] = {
     _TP.UINT4: torch.uint8,
     _TP.FLOAT4E2M1: torch.float32,
 }
+if hasattr(_TP, "FLOAT8E8M0") and hasattr(torch, "float8_e8m0fnu"):
+    ONNX_TO_TORCH[_TP.FLOAT8E8M0] = torch.float8_e8m0fnu
 for _name, _carrier in (("INT2", torch.int8), ("UINT2", torch.uint8)):
     if hasattr(_TP, _name):
         ONNX_TO_TORCH[getattr(_TP, _name)] = _carrier
@@ -49,6 +51,8 @@ _LOW_PRECISION = {
     "float8_e5m2": (torch.float8_e5m2, np.uint8),
     "float8_e5m2fnuz": (torch.float8_e5m2fnuz, np.uint8),
 }
+if hasattr(torch, "float8_e8m0fnu"):
+    _LOW_PRECISION["float8_e8m0fnu"] = (torch.float8_e8m0fnu, np.uint8)
 
 
 def torch_dtype(elem_type: int) -> torch.dtype:
@@ -70,7 +74,7 @@ def to_torch(array: np.ndarray) -> torch.Tensor:
     name = array.dtype.name
     if name in _LOW_PRECISION:
         dtype, raw = _LOW_PRECISION[name]
-        return torch.from_numpy(np.ascontiguousarray(array).view(raw)).view(dtype)
+        return torch.from_numpy(_contiguous(array).view(raw)).view(dtype)
     if name in ("int4", "int2"):
         return torch.from_numpy(array.astype(np.int8))
     if name in ("uint4", "uint2"):
@@ -85,7 +89,12 @@ def to_torch(array: np.ndarray) -> torch.Tensor:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", UserWarning)
             return torch.from_numpy(array)
-    return torch.from_numpy(np.ascontiguousarray(array))
+    return torch.from_numpy(_contiguous(array))
+
+
+def _contiguous(array: np.ndarray) -> np.ndarray:
+    """A C-contiguous array of the same shape (``np.ascontiguousarray`` turns 0-d into 1-d)."""
+    return array if array.flags.c_contiguous else np.ascontiguousarray(array).reshape(array.shape)
 
 
 def tensor_from_proto(proto: TensorProto, base_dir: str | None = None) -> torch.Tensor | np.ndarray:
