@@ -7,10 +7,12 @@ literals and weights hidden behind ``Constant``/``Identity`` chains are plain te
 """
 from __future__ import annotations
 
+import inspect
 import keyword
 import logging
 import operator
 import re
+import sys
 from collections.abc import Iterable
 from typing import Any
 
@@ -179,6 +181,31 @@ class ConversionContext:
         return None if tt is None or tt.elem_type == 0 else int(tt.elem_type)
 
 
+def _package_functions() -> tuple:
+    """Every module-level function of the onnx2torch package (converters' run-time helpers)."""
+    functions = []
+    for name, module in list(sys.modules.items()):
+        if (name == "onnx2torch" or name.startswith("onnx2torch.")) and module is not None:
+            for value in vars(module).values():
+                if inspect.isfunction(value) and value.__module__ == name:
+                    functions.append(value)
+    return tuple(functions)
+
+
+class OnnxTracer(fx.Tracer):
+    """The tracer a converted module is rebuilt with when it is unpickled (``torch.load``): the
+    package's run-time helpers stay opaque calls instead of being traced through (they may
+    branch on values or call ``.tolist()``), and every submodule is a leaf."""
+
+    def __init__(self, *args, **kwargs):
+        kwargs.setdefault("autowrap_functions", _package_functions())
+        super().__init__(*args, **kwargs)
+
+
+def _new_graph() -> fx.Graph:
+    return fx.Graph(tracer_cls=OnnxTracer)
+
+
 def _collect_value_info(graph: onnx.GraphProto) -> dict[str, onnx.TypeProto]:
     info = {}
     for value in list(graph.input) + list(graph.value_info) + list(graph.output):
@@ -207,7 +234,7 @@ class GraphAssembler:
         self.graph = graph
         self.ctx = ctx
         self.root = nn.Module()
-        self.fx_graph = fx.Graph()
+        self.fx_graph = _new_graph()
         self.env: dict[str, fx.Node] = {}
         self.used_attr_names: set[str] = set()
         self.constant_attrs: dict[str, str] = {}
@@ -228,6 +255,9 @@ class GraphAssembler:
 
     # --- values ----------------------------------------------------------------------------
     def _constant_arg(self, name: str, value: Any, as_literal: bool) -> Any:
+        if isinstance(value, (list, tuple)):
+            # a constant sequence: each tensor becomes its own constant attribute
+            return type(value)(self._constant_arg(f"{name}_{i}", item, as_literal) for i, item in enumerate(value))
         if not isinstance(value, torch.Tensor):
             return value
         if as_literal and value.dim() == 0 and value.dtype in _LITERAL_DTYPES:

@@ -210,3 +210,28 @@ def test_verify_reports_mse_and_max_abs_error_per_output():
     assert report.outputs[0].mse == 0.0 and report.outputs[0].max_abs_error == 0.0
     wrong = onnx2torch.verify(model, nn.Identity())
     assert not wrong.passed() and wrong.outputs[0].max_abs_error > 0
+
+
+def test_saved_module_with_runtime_helpers_reloads(tmp_path):
+    # Slice with runtime starts and NonZero use helper functions that read tensor values;
+    # torch.load re-traces the generated code, which must keep them opaque.
+    nodes = [
+        oh.make_node("NonZero", ["x"], ["nz"]),
+        oh.make_node("Shape", ["nz"], ["s"]),
+        oh.make_node("Slice", ["x", "start", "s_end"], ["y"]),
+        oh.make_node("Gather", ["s", "one"], ["s_end0"], axis=0),
+        oh.make_node("Unsqueeze", ["s_end0", "zero"], ["s_end"]),
+    ]
+    nodes = [nodes[0], nodes[1], nodes[3], nodes[4], nodes[2]]
+    inits = [numpy_helper.from_array(np.array([0], np.int64), "start"),
+             numpy_helper.from_array(np.array(1, np.int64), "one"),
+             numpy_helper.from_array(np.array([0], np.int64), "zero")]
+    model = _model(nodes, [_float_input("x", ["n"])], [_float_input("y", ["m"])], inits)
+    module = ConvertModel(model, simplify=False)
+    path = tmp_path / "m.pth"
+    torch.save(module, path)
+    loaded = torch.load(path, weights_only=False)
+    x = torch.tensor([0.0, 1.0, 2.0, 0.0, 3.0])
+    torch.testing.assert_close(loaded(x), module(x))
+    torch.testing.assert_close(loaded(x), x[:3])
+    assert loaded.onnx_input_names == ["x"]

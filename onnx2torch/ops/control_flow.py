@@ -15,7 +15,7 @@ from onnx2torch.assemble import ConversionContext, build_subgraph
 from onnx2torch.attributes import OnnxNode
 from onnx2torch.registry import Lowered, converter
 
-__all__ = ["IfModule", "LoopModule", "ScanModule"]
+__all__ = ["IfModule", "LoopModule", "ScanModule", "BatchedScanModule"]
 
 logger = logging.getLogger(__name__)
 
@@ -166,3 +166,41 @@ def scan(node: OnnxNode, ctx: ConversionContext) -> Lowered:
     out_dirs = node.attr_ints("scan_output_directions") or [0] * num_scan_out
     module = ScanModule(body_gm, num_state, num_scan_in, in_axes, in_dirs, out_axes, out_dirs)
     return Lowered(module, inputs=[*node.inputs, *outer])
+
+
+class BatchedScanModule(nn.Module):
+    """ONNX Scan-8: every input has a leading batch axis and the scan runs along axis 1 of each
+    batch item, for that item's ``sequence_lens`` steps (all steps when absent)."""
+
+    def __init__(self, scan: ScanModule):
+        super().__init__()
+        self.scan = scan
+
+    def forward(self, sequence_lens, *args):
+        num_state, num_scan_in = self.scan.num_state, self.scan.num_scan_in
+        batch = args[0].shape[0]
+        per_item = []
+        for b in range(batch):
+            items = [a[b] for a in args[: num_state + num_scan_in]]
+            if sequence_lens is not None:
+                length = int(sequence_lens.reshape(-1)[b])
+                items[num_state:] = [x.narrow(0, 0, length) for x in items[num_state:]]
+            result = self.scan(*items, *args[num_state + num_scan_in:])
+            per_item.append(result if isinstance(result, tuple) else (result,))
+        stacked = tuple(torch.stack([item[k] for item in per_item]) for k in range(len(per_item[0])))
+        return stacked[0] if len(stacked) == 1 else stacked
+
+
+@converter("Scan", since=8)
+def scan_8(node: OnnxNode, ctx: ConversionContext) -> Lowered:
+    """Scan-8(sequence_lens?, initial_state..., scan_inputs...) -> (final_state..., scan_outputs...)
+    with a batch axis in front"""
+    body = node.attr("body")
+    num_scan_in = node.attr_int("num_scan_inputs")
+    num_state = len(node.inputs) - 1 - num_scan_in
+    num_scan_out = len(body.output) - num_state
+    body_gm, outer = build_subgraph(body, ctx)
+    directions = node.attr_ints("directions") or [0] * num_scan_in
+    inner = ScanModule(body_gm, num_state, num_scan_in, [0] * num_scan_in, directions,
+                       [0] * num_scan_out, [0] * num_scan_out)
+    return Lowered(BatchedScanModule(inner), inputs=[node.input(0), *node.inputs[1:], *outer])
