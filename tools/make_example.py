@@ -29,7 +29,7 @@ def build_example() -> onnx.ModelProto:
         weight("stem_w", 16, 3, 3, 3), weight("stem_b", 16),
         weight("b1_w", 8, 16, 1, 1), weight("b1_b", 8),
         weight("b2_w", 8, 16, 3, 3), weight("b2_b", 8),
-        weight("b3_w", 8, 16, 1, 1), weight("b3_b", 8),
+        weight("b3_w", 8, 16, 3, 3), weight("b3_b", 8),
         weight("fc_w", 10, 24), weight("fc_b", 10),
     ]
     nodes = [
