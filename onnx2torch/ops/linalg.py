@@ -120,6 +120,11 @@ def onnx_matmul_integer(
 
 def onnx_einsum(*operands: torch.Tensor, equation: str) -> torch.Tensor:
     """ONNX Einsum: ``torch.einsum`` keeping the operands' dtype."""
+    terms = equation.split("->")[0].split(",")
+    if "" in terms:
+        # NOTE: an operand with an empty term is a scalar; one-element [1] tensors (how scalars
+        # often arrive from numpy/torch callers) are taken as that scalar instead of failing.
+        operands = tuple(t.reshape(()) if term == "" else t for term, t in zip(terms, operands))
     dtype = operands[0].dtype
     if dtype in _TORCH_UNSIGNED_WIDE:
         return _narrow(torch.einsum(equation, *(_widen(t) for t in operands)), dtype)

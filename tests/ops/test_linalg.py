@@ -300,6 +300,17 @@ def test_einsum_dtypes(dtype, equation):
     np.testing.assert_allclose(got, expected, rtol=1e-6)
 
 
+@pytest.mark.parametrize("shape", [(), (1,)], ids=["0d", "1d_one_element"])
+def test_einsum_scalar_operand(shape):
+    x, y = np.array(2.5, np.float32), randn(2, 3)
+    model = single_node_model("Einsum", {"x": x, "y": y}, {"equation": ",ij->ij"}, opset=12)
+    model_scalar = single_node_model("Einsum", {"x": x}, {"equation": "->"}, opset=12)
+    (got,) = convert_and_run(model, {"x": x.reshape(shape), "y": y})
+    np.testing.assert_allclose(got, 2.5 * y, rtol=1e-6)
+    (got,) = convert_and_run(model_scalar, {"x": x.reshape(shape)})
+    assert got.shape == () and got == 2.5
+
+
 # --- Det ------------------------------------------------------------------------------------
 @pytest.mark.parametrize("shape", [(3, 3), (2, 4, 4), (2, 1, 2, 2), (0, 3, 3)], ids=str)
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
