@@ -106,6 +106,8 @@ class ConversionContext:
         self.value_info = value_info
         self.base_dir = base_dir
         self.constants: dict[str, Any] = {}
+        #: ONNX element types of initializers as declared (int4 travels as int8 in torch).
+        self.declared_types: dict[str, int] = {}
 
     # --- constants -------------------------------------------------------------------------
     def is_constant(self, name: str) -> bool:
@@ -170,6 +172,8 @@ class ConversionContext:
 
     def elem_type(self, name: str) -> int | None:
         """The ONNX element type of ``name`` (``TensorProto.FLOAT`` ...), ``None`` if unknown."""
+        if name in self.declared_types:
+            return self.declared_types[name]
         value = self.constant(name)
         if isinstance(value, torch.Tensor):
             from onnx2torch.dtypes import ONNX_TO_TORCH  # noqa: PLC0415
@@ -289,13 +293,18 @@ class GraphAssembler:
     def add_inputs(self, weights: dict[str, Any]) -> None:
         for proto in self.graph.initializer:
             weights[proto.name] = tensor_from_proto(proto, self.ctx.base_dir)
+            self.ctx.declared_types[proto.name] = proto.data_type
         self.ctx.constants.update(weights)
         for value in self.graph.input:
             if value.name in self.ctx.constants:
                 continue  # IR 3 models list their initializers as inputs too
             node = self.fx_graph.placeholder(sanitize(value.name, "input"))
-            self.env[value.name] = node
             self.value_nodes[value.name] = node.name
+            dims = value.type.tensor_type.shape.dim if value.type.HasField("tensor_type") else None
+            if dims is not None and value.type.tensor_type.HasField("shape") and len(dims) == 0:
+                # NOTE: a declared scalar input also accepts a one-element tensor of shape [1].
+                node = self.fx_graph.call_method("reshape", (node, ()))
+            self.env[value.name] = node
 
     def _type_of(self, name: str) -> onnx.TypeProto | None:
         value = self.ctx.constant(name)
