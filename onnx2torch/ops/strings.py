@@ -1,4 +1,4 @@
-"""Converters for string ops.  torch has no string tensors, so string values are numpy object
+"""Converters for string and text ops (TfIdfVectorizer included).  torch has no string tensors, so string values are numpy object
 arrays of Python ``str`` inside ``forward``; numeric results are torch tensors."""
 from __future__ import annotations
 
@@ -7,12 +7,13 @@ import re
 
 import numpy as np
 import torch
+from torch import nn
 
 from onnx2torch.assemble import ConversionContext
 from onnx2torch.attributes import OnnxNode
 from onnx2torch.registry import Lowered, converter
 
-__all__ = ["string_concat", "string_normalizer", "string_split", "regex_full_match"]
+__all__ = ["string_concat", "string_normalizer", "string_split", "regex_full_match", "tfidf_vectorizer"]
 
 logger = logging.getLogger(__name__)
 
@@ -111,3 +112,84 @@ def regex_full_match(node: OnnxNode, ctx: ConversionContext) -> Lowered:
     except re.error as exc:
         raise node.unsupported("pattern", pattern, f"a pattern Python's re accepts ({exc})") from exc
     return Lowered(regex_full_match_strings, kwargs={"pattern": pattern})
+
+
+class TfIdfVectorizerModule(nn.Module):
+    """TfIdfVectorizer: counts the pool's n-grams (with skips) in each row of tokens, then
+    weighs the counts (TF, IDF or TFIDF) into a [C] or [B, C] float32 tensor."""
+
+    def __init__(self, ngrams: dict[tuple, int], min_gram: int, max_gram: int, max_skip: int,
+                 output_size: int, mode: str, weights: list[float] | None):
+        super().__init__()
+        self.ngrams = ngrams
+        self.prefixes = {g[:k] for g in ngrams for k in range(1, len(g) + 1)}
+        self.min_gram, self.max_gram, self.max_skip = min_gram, max_gram, max_skip
+        self.output_size, self.mode, self.weights = output_size, mode, weights
+
+    def extra_repr(self) -> str:
+        return (f"ngrams={len(self.ngrams)}, grams=({self.min_gram}, {self.max_gram}), max_skip={self.max_skip}, "
+                f"mode={self.mode}")
+
+    def _count_row(self, row: list, counts: np.ndarray) -> None:
+        start_size = self.min_gram
+        for skip in range(1, self.max_skip + 2):
+            for start in range(len(row)):
+                if start + skip * (start_size - 1) >= len(row):
+                    break
+                gram: tuple = ()
+                for item in range(start, min(len(row), start + skip * self.max_gram), skip):
+                    gram = gram + (row[item],)
+                    if gram not in self.prefixes:
+                        break
+                    if len(gram) >= start_size and gram in self.ngrams:
+                        counts[self.ngrams[gram]] += 1
+            if start_size == 1:
+                # NOTE: unigrams do not depend on the skip distance; the spec counts them once.
+                start_size = 2
+                if start_size > self.max_gram:
+                    break
+
+    def forward(self, x):
+        values = np.asarray(x.detach().cpu().numpy() if isinstance(x, torch.Tensor) else x)
+        if values.dtype == object:
+            values = _strings(values)
+        rows = values.reshape(1, -1) if values.ndim <= 1 else values
+        counts = np.zeros((rows.shape[0], self.output_size), dtype=np.float32)
+        for r in range(rows.shape[0]):
+            self._count_row(rows[r].tolist(), counts[r])
+        if self.mode == "IDF":
+            counts = (counts > 0).astype(np.float32) * (np.asarray(self.weights, np.float32) if self.weights else 1)
+        elif self.mode == "TFIDF" and self.weights:
+            counts = counts * np.asarray(self.weights, np.float32)
+        out = torch.from_numpy(counts)
+        return out.reshape(-1) if values.ndim <= 1 else out
+
+
+@converter("TfIdfVectorizer", since=9)
+def tfidf_vectorizer(node: OnnxNode, ctx: ConversionContext) -> Lowered:
+    """TfIdfVectorizer(X) -> Y; attrs mode, min/max_gram_length, max_skip_count, ngram_counts,
+    ngram_indexes, pool_int64s | pool_strings, weights"""
+    mode = node.attr_str("mode")
+    if mode not in ("TF", "IDF", "TFIDF"):
+        raise node.unsupported("mode", mode, "TF, IDF, TFIDF")
+    pool = node.attr("pool_int64s", None)
+    if pool is None:
+        pool = node.attr("pool_strings", None)
+    if pool is None:
+        raise node.unsupported("pool", None, "pool_int64s or pool_strings")
+    pool = list(pool)
+    counts = node.attr_ints("ngram_counts")
+    indexes = node.attr_ints("ngram_indexes")
+    min_gram, max_gram = node.attr_int("min_gram_length"), node.attr_int("max_gram_length")
+    ngrams: dict[tuple, int] = {}
+    gram_id = 0
+    for size, start in enumerate(counts, start=1):
+        end = counts[size] if size < len(counts) else len(pool)
+        for offset in range(start, end - size + 1, size):
+            if min_gram <= size <= max_gram:
+                ngrams[tuple(pool[offset: offset + size])] = indexes[gram_id]
+            gram_id += 1
+    weights = node.attr("weights", None)
+    module = TfIdfVectorizerModule(ngrams, min_gram, max_gram, node.attr_int("max_skip_count"),
+                                   max(indexes) + 1, mode, list(weights) if weights else None)
+    return Lowered(module)
