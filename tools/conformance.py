@@ -257,6 +257,8 @@ def run_case(name: str) -> CaseResult:
     """Convert and run one case in this process."""
     case = load_cases()[name]
     op = case_op(name)
+    # random ops (Bernoulli, training-mode Dropout) draw the same numbers on every run
+    torch.manual_seed(0)
     start = time.perf_counter()
     try:
         module = ConvertModel(case.model, simplify=False).eval()
