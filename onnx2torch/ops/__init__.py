@@ -12,6 +12,7 @@ from onnx2torch.ops import (  # noqa: F401
     loss,
     misc,
     ml,
+    mmcv,
     norm,
     pool,
     quantize,
