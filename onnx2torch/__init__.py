@@ -1,5 +1,6 @@
 """onnx2torch: turn an ONNX model into a PyTorch ``nn.Module`` (a ``torch.fx.GraphModule``)."""
 from onnx2torch.convert import ConvertModel
+from onnx2torch.custom_ops import custom_op
 from onnx2torch.errors import (
     ConversionError,
     InvalidModelError,
@@ -14,6 +15,7 @@ __version__ = "0.1.0"
 
 __all__ = [
     "ConvertModel",
+    "custom_op",
     "verify",
     "VerificationReport",
     "Onnx2TorchError",

@@ -193,6 +193,9 @@ def _package_functions() -> tuple:
             for value in vars(module).values():
                 if inspect.isfunction(value) and value.__module__ == name:
                     functions.append(value)
+    custom_ops = sys.modules.get("onnx2torch.custom_ops")
+    if custom_ops is not None:  # user ops (onnx2torch.custom_op) stay opaque calls too
+        functions.extend(custom_ops.registered_custom_ops().values())
     return tuple(functions)
 
 
