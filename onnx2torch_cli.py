@@ -52,6 +52,12 @@ def _build_parser() -> argparse.ArgumentParser:
         help="shape of a model input, one per input (repeat the flag or list them); fixes the "
              "shapes for simplification; optional when the model's inputs are static",
     )
+    parser.add_argument("--inputs", nargs="+", action="extend", metavar="TENSOR",
+                        help="convert only the part of the graph computed from these tensors (names in the "
+                             "original model); default: the model's inputs")
+    parser.add_argument("--outputs", nargs="+", action="extend", metavar="TENSOR",
+                        help="convert only the part of the graph computing these tensors; default: the "
+                             "model's outputs")
     parser.add_argument("--simplify_path", help="save the simplified ONNX model here")
     parser.add_argument("--no_simplify", action="store_true", help="skip onnx-simplifier")
     parser.add_argument("--debug", action="store_true",
@@ -82,16 +88,23 @@ def _run(args: argparse.Namespace) -> int:
 
     from onnx2torch.assemble import assemble, check_supported  # noqa: PLC0415
     from onnx2torch.convert import load_model  # noqa: PLC0415
+    from onnx2torch.extract import prepare_model  # noqa: PLC0415
     from onnx2torch.simplify import simplify_model  # noqa: PLC0415
     from onnx2torch.verify import find_first_divergence, make_inputs, verify  # noqa: PLC0415
 
     input_shapes = parse_input_shapes(args.input_shape)
     started = time.perf_counter()
     model, base_dir = load_model(args.onnx_path)
+    if args.inputs or args.outputs:  # the part, then everything below works on it
+        model, notes = prepare_model(model, inputs=args.inputs, outputs=args.outputs)
+        print("\n".join(notes))
     known = {v.name for v in model.graph.input}
     for name in input_shapes or {}:
         if name not in known:
             raise UsageError(f"--input_shape names '{name}', but the model's inputs are: {', '.join(sorted(known))}")
+    model, notes = prepare_model(model, input_shapes=input_shapes)  # frozen dims follow --input_shape
+    if notes:
+        print("\n".join(notes))
     check_supported(model)
     simplified = model if args.no_simplify else simplify_model(model, input_shapes)
     if args.simplify_path:

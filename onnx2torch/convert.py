@@ -40,15 +40,26 @@ def ConvertModel(  # noqa: N802 - the name users know from the peers
     simplify: bool = True,
     input_shapes: dict[str, list[int]] | None = None,
     debug: bool = False,
+    inputs: list[str] | None = None,
+    outputs: list[str] | None = None,
 ) -> nn.Module:
     """Convert an ONNX model (a ``ModelProto`` or a path) into a ``torch.fx.GraphModule``.
 
     ``simplify`` runs onnx-simplifier first (falling back to the original model with a warning);
-    ``input_shapes`` (``{"input": [1, 3, 224, 224]}``) fixes input shapes for simplification;
+    ``input_shapes`` (``{"input": [1, 3, 224, 224]}``) fixes input shapes for simplification, and
+    re-shapes a model whose inputs were frozen at other sizes (see :mod:`onnx2torch.rebatch`);
     ``debug`` compares every intermediate tensor with onnxruntime after building and raises
     :class:`~onnx2torch.errors.ConversionError` at the first node that diverges.
+    ``inputs`` / ``outputs`` (tensor names of the original model) convert only the part of the
+    graph computing ``outputs`` from ``inputs`` (see :mod:`onnx2torch.extract`).
     """
     model, base_dir = load_model(onnx_model)
+    if inputs is not None or outputs is not None or input_shapes:
+        from onnx2torch.extract import prepare_model  # noqa: PLC0415
+
+        model, notes = prepare_model(model, inputs=inputs, outputs=outputs, input_shapes=input_shapes)
+        for note in notes:
+            logger.info("%s", note)
     check_supported(model)
     if simplify:
         model = simplify_model(model, input_shapes)
