@@ -25,7 +25,9 @@ from onnx2torch.attributes import OnnxNode
 from onnx2torch.dtypes import tensor_from_proto
 from onnx2torch.errors import ConversionError, InvalidModelError, UnsupportedOperatorError
 from onnx2torch.functions import expand_schema_function, has_schema_function, inline_local_functions
+from onnx2torch.limits import call_converter, grows_past_limit, value_bytes
 from onnx2torch.registry import DEFAULT_DOMAINS, ConverterEntry, Lowered, lookup
+from onnx2torch.symbolic import has_symbolic, materialize, propagate
 
 __all__ = ["ConversionContext", "assemble", "build_subgraph", "find_unsupported", "model_opsets", "outer_scope_names"]
 
@@ -106,6 +108,8 @@ class ConversionContext:
         self.value_info = value_info
         self.base_dir = base_dir
         self.constants: dict[str, Any] = {}
+        #: integer tensors computed from shapes, known element-wise (onnx2torch.symbolic)
+        self.symbolic_values: dict[str, Any] = {}
         #: ONNX element types of initializers as declared (int4 travels as int8 in torch).
         self.declared_types: dict[str, int] = {}
 
@@ -338,7 +342,7 @@ class GraphAssembler:
                     "graph input or initializer (is the graph topologically sorted?)"
                 )
         try:
-            lowered = entry.fn(node, self.ctx)
+            lowered, foldable = call_converter(entry, node, self.ctx)  # never folds past the size limit
         except (ConversionError, UnsupportedOperatorError, InvalidModelError):
             raise
         except Exception as exc:
@@ -347,6 +351,7 @@ class GraphAssembler:
                 f"{type(exc).__name__}: {exc}"
             ) from exc
         converter_name = f"{entry.fn.__module__}.{entry.fn.__qualname__}"
+        propagate(node, self.ctx)
         for out in node.outputs:
             if out:
                 self.producers[out] = (node.name, node.op_type, converter_name)
@@ -354,7 +359,8 @@ class GraphAssembler:
             self.ctx.constants[node.outputs[0]] = lowered.constant
             return
         inputs = node.inputs if lowered.inputs is None else lowered.inputs
-        if entry.deterministic and all(not n or self.ctx.is_constant(n) for n in inputs):
+        if foldable and entry.deterministic and all(not n or self.ctx.is_constant(n) for n in inputs) \
+                and not has_symbolic(lowered.kwargs):
             self._fold(node, lowered, inputs, converter_name)
             return
         self._emit(node, lowered, inputs, converter_name)
@@ -369,6 +375,12 @@ class GraphAssembler:
                 f"{node.describe()}: evaluating its constant inputs with {converter_name} failed: "
                 f"{type(exc).__name__}: {exc}"
             ) from exc
+        if grows_past_limit(node, self.ctx, value_bytes(result)):
+            # NOTE: bigger than the folding limit (ConvertModel's max_constant_bytes): computed at
+            # run time instead, so the module never embeds it.
+            del result, args
+            self._emit(node, lowered, inputs, converter_name)
+            return
         outputs = [result] if len(node.outputs) == 1 else list(result)
         for name, value in zip(node.outputs, outputs):
             if name:
@@ -376,13 +388,14 @@ class GraphAssembler:
 
     def _emit(self, node: OnnxNode, lowered: Lowered, inputs: list[str], converter_name: str) -> None:
         args = tuple(self.value(n, lowered.scalars_as_literals) for n in inputs)
+        kwargs = materialize(self, dict(lowered.kwargs))  # run-time sizes (x.size(0)) as fx nodes
         out_name = sanitize(node.outputs[0] if len(node.outputs) == 1 else node.name, "out")
         if isinstance(lowered.target, nn.Module):
             attr = self._attr_name(node.name)
             self.root.add_module(attr, lowered.target)
-            fx_node = self.fx_graph.create_node("call_module", attr, args, dict(lowered.kwargs), name=out_name)
+            fx_node = self.fx_graph.create_node("call_module", attr, args, kwargs, name=out_name)
         else:
-            fx_node = self.fx_graph.create_node("call_function", lowered.target, args, dict(lowered.kwargs), name=out_name)
+            fx_node = self.fx_graph.create_node("call_function", lowered.target, args, kwargs, name=out_name)
         fx_node.meta["onnx_node"] = node.name
         fx_node.meta["onnx_op"] = node.op_type
         fx_node.meta["converter"] = converter_name
