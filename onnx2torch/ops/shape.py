@@ -20,6 +20,7 @@ from onnx2torch.attributes import OnnxNode
 from onnx2torch.dtypes import ONNX_TO_TORCH
 from onnx2torch.ops.constant import identity_fn
 from onnx2torch.registry import Lowered, converter
+from onnx2torch.symbolic import Dim, symbolic_value
 
 __all__ = [
     "reshape_v1",
@@ -152,7 +153,29 @@ def reshape(node: OnnxNode, ctx: ConversionContext) -> Lowered:
     dims = ctx.constant_ints(node.input(1))
     if dims is not None:
         return _reshape_literal(node, ctx, dims, allowzero)
+    known = symbolic_value(ctx, node.input(1))
+    if known is not None and not known.scalar:
+        return _reshape_symbolic(node, ctx, list(known.items), allowzero)
     return Lowered(reshape_dynamic, inputs=node.inputs[:2], kwargs={"allowzero": allowzero})
+
+
+def _reshape_symbolic(node: OnnxNode, ctx: ConversionContext, dims: list, allowzero: int) -> Lowered:
+    """Reshape to a shape computed from run-time sizes (``Shape -> Gather -> Concat``): the
+    sizes go in as ``x.size(i)`` ints, so nothing reads a tensor's values at run time."""
+    data = node.input(0)
+    in_shape = ctx.shape(data) or []
+    if allowzero and 0 in dims and -1 in dims:
+        raise node.unsupported("shape", dims, "a shape without both 0 and -1 when allowzero=1 (the spec forbids it)")
+    if not allowzero:
+        # NOTE: a 0 element copies the input dim; a run-time size could itself be 0 only for an
+        # empty input, where the spec's copy and the size agree whenever the reshape is valid.
+        dims = [(in_shape[i] if i < len(in_shape) and isinstance(in_shape[i], int) else Dim("size", data, i))
+                if d == 0 else d for i, d in enumerate(dims)]
+    runtime = [i for i, d in enumerate(dims) if isinstance(d, Dim)]
+    if len(runtime) == 1 and -1 not in dims and all(isinstance(d, int) and d > 0 for d in dims if not isinstance(d, Dim)):
+        # NOTE: one run-time dim among positive literals is what -1 infers from the element count.
+        dims[runtime[0]] = -1
+    return Lowered(torch.reshape, inputs=[data], kwargs={"shape": tuple(dims)})
 
 
 # --- Flatten --------------------------------------------------------------------------------
@@ -450,7 +473,35 @@ def slice_v10(node: OnnxNode, ctx: ConversionContext) -> Lowered:
     if known:
         starts, ends, axes, steps = values
         return _slice(node, ctx, starts, ends, axes, steps)
+    symbolic = _slice_symbolic(node, ctx, names, values)
+    if symbolic is not None:
+        return symbolic
     return Lowered(slice_dynamic, inputs=names)
+
+
+def _slice_symbolic(node: OnnxNode, ctx: ConversionContext, names: list[str], values: list) -> Lowered | None:
+    """Slice whose starts / ends come from run-time sizes (constant axes and positive steps)."""
+    bounds = []
+    for name, value in zip(names[1:3], values[:2]):
+        known = symbolic_value(ctx, name)
+        if value is None and (known is None or known.scalar):
+            return None
+        bounds.append(list(value) if value is not None else list(known.items))
+    starts, ends = bounds
+    axes = values[2] if names[3] else list(range(len(starts)))
+    steps = values[3] if names[4] else [1] * len(starts)
+    if axes is None or steps is None or not len(starts) == len(ends) == len(axes) == len(steps):
+        return None
+    if any(step <= 0 for step in steps):
+        return None
+    rank = ctx.rank(names[0])
+    axes = [_normalize_axis(a, rank) for a in axes]
+    # NOTE: Python slicing of a tensor clamps like ONNX Slice for positive steps; only the huge
+    # literal bounds exporters write for "to the end" become open bounds.
+    open_starts = [None if isinstance(s, int) and s <= -_HUGE else s for s in starts]
+    open_ends = [None if isinstance(e, int) and e >= _HUGE else e for e in ends]
+    return Lowered(slice_tensor, inputs=[names[0]], kwargs={
+        "starts": tuple(open_starts), "ends": tuple(open_ends), "axes": tuple(axes), "steps": tuple(steps)})
 
 
 # --- Squeeze / Unsqueeze --------------------------------------------------------------------
@@ -587,6 +638,10 @@ def expand(node: OnnxNode, ctx: ConversionContext) -> Lowered:
     """Expand(input, shape) -> output of shape broadcast(input.shape, shape)."""
     data = node.input(0)
     target = ctx.constant_ints(node.input(1))
+    known = symbolic_value(ctx, node.input(1))
+    if target is None and known is not None and not known.scalar:
+        # NOTE: run-time sizes (x.size(i)) broadcast like the literal shape would.
+        return Lowered(expand_to, inputs=[data], kwargs={"shape": known.items})
     if target is None:
         return Lowered(expand_dynamic, inputs=node.inputs[:2])
     rank = ctx.rank(data)
@@ -635,6 +690,9 @@ def tile_v1(node: OnnxNode, ctx: ConversionContext) -> Lowered:
 def tile(node: OnnxNode, ctx: ConversionContext) -> Lowered:
     """Tile(input, repeats) -> output; dim i repeated repeats[i] times."""
     repeats = ctx.constant_ints(node.input(1))
+    known = symbolic_value(ctx, node.input(1))
+    if repeats is None and known is not None and not known.scalar:
+        return Lowered(torch.tile, inputs=node.inputs[:1], kwargs={"dims": known.items})
     if repeats is None:
         return Lowered(tile_dynamic, inputs=node.inputs[:2])
     return Lowered(torch.tile, inputs=node.inputs[:1], kwargs={"dims": tuple(repeats)})
