@@ -18,6 +18,7 @@ from onnx2torch.assemble import ConversionContext
 from onnx2torch.attributes import OnnxNode
 from onnx2torch.dtypes import ONNX_TO_TORCH, to_torch, torch_dtype
 from onnx2torch.registry import Lowered, converter
+from onnx2torch.symbolic import DeviceOf, symbolic_value
 
 __all__ = [
     "gather",
@@ -248,6 +249,12 @@ def constant_of_shape(node: OnnxNode, ctx: ConversionContext) -> Lowered:
     dims = ctx.constant_ints(node.input(0))
     if dims is not None:
         return Lowered.const(fill.reshape(()).expand(dims).clone())
+    known = symbolic_value(ctx, node.input(0))
+    if known is not None and not known.scalar:
+        # NOTE: a shape from run-time sizes: torch.full on the device of the tensor measured.
+        return Lowered(torch.full, inputs=[], kwargs={
+            "size": known.items, "fill_value": _scalar_literal(fill), "dtype": fill.dtype,
+            "device": DeviceOf(known.reference_tensor())})
     return Lowered(full_of_shape, inputs=node.inputs[:1],
                    kwargs={"value": _scalar_literal(fill), "dtype": fill.dtype})
 
@@ -273,7 +280,31 @@ def arange_like(start: torch.Tensor, limit: torch.Tensor, delta: torch.Tensor,
 @converter("Range", since=11)
 def range_v11(node: OnnxNode, ctx: ConversionContext) -> Lowered:
     """Range(start, limit, delta) -> output with max(ceil((limit - start) / delta), 0) values."""
+    symbolic = _range_symbolic(node, ctx)
+    if symbolic is not None:
+        return symbolic
     return Lowered(arange_like, inputs=node.inputs[:3])
+
+
+def _range_symbolic(node: OnnxNode, ctx: ConversionContext) -> Lowered | None:
+    """Integer Range whose bounds are run-time sizes (``Range(0, x.size(1), 1)``): torch.arange
+    counts integers exactly like the spec, max(ceil((limit - start) / delta), 0)."""
+    bounds = []
+    reference = None
+    for name in node.inputs[:3]:
+        value, known = ctx.constant(name), symbolic_value(ctx, name)
+        if known is not None and len(known.items) == 1:
+            bounds.append(known.items[0])
+            reference = reference or known.reference_tensor()
+        elif isinstance(value, torch.Tensor) and value.numel() == 1 and value.dtype in (torch.int64, torch.int32):
+            bounds.append(int(value.reshape(-1)[0]))
+        else:
+            return None
+    if reference is None:
+        return None
+    dtype = torch_dtype(ctx.elem_type(node.input(0)) or 7)
+    return Lowered(torch.arange, inputs=[], kwargs={"start": bounds[0], "end": bounds[1], "step": bounds[2],
+                                                     "dtype": dtype, "device": DeviceOf(reference)})
 
 
 @converter("Range", since=27)
