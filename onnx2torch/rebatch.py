@@ -81,7 +81,13 @@ def frozen_dims_changed(model: onnx.ModelProto, input_shapes: dict[str, list[int
 
 
 def _infer(model: onnx.ModelProto, strict: bool = False) -> dict[str, list[int | str | None]]:
-    inferred = onnx.shape_inference.infer_shapes(model, strict_mode=strict, data_prop=True)
+    try:
+        inferred = onnx.shape_inference.infer_shapes(model, strict_mode=strict, data_prop=True)
+    except Exception as exc:  # noqa: BLE001 - inference is advisory; unknown shapes get measured
+        if strict:
+            raise
+        logger.info("shape inference failed (%s)", str(exc)[:200])
+        return {}
     shapes = {}
     for value in list(inferred.graph.input) + list(inferred.graph.value_info) + list(inferred.graph.output):
         dims = _dims(value)
@@ -150,6 +156,13 @@ def _new_output_shape(old_in: list[int], new_in: list[int], old_out: list[int]) 
         p_new = math.prod(new_in[k] for k in block_in)
         if p_new == p_in:
             unit_skipped_before = False
+            continue
+        changed_in = [k for k in block_in if new_in[k] != old_in[k]]
+        if (len(block_out) > 1 and changed_in == [block_in[0]] and old_in[block_in[0]] == 1
+                and not unit_skipped_before):
+            # NOTE: a unit (batch-1) dim leading its block: row-major order makes the batched
+            # reshape the per-sample reshapes stacked along the block's leading output dim.
+            new_out[block_out[0]] = old_out[block_out[0]] * new_in[block_in[0]]
             continue
         after_unit = j < len(old_out) and old_out[j] == 1 and (i >= len(old_in) or old_in[i] != 1)
         if len(block_out) != 1 or unit_skipped_before or after_unit:
@@ -229,11 +242,7 @@ def rebatch_model(model: onnx.ModelProto, input_shapes: dict[str, list[int]] | N
     changed = frozen_dims_changed(model, input_shapes)
     if not changed:
         return RebatchResult(model)
-    try:
-        old_shapes = _infer(strip_large_initializers(model)[0])
-    except Exception as exc:  # noqa: BLE001 - inference is advisory here
-        logger.info("shape inference at the original shapes failed (%s)", exc)
-        old_shapes = {}
+    old_shapes = _infer(strip_large_initializers(model)[0])
     original_inputs = {v.name for v in model.graph.input}
     work, stash = strip_large_initializers(model)
     if work is model:
@@ -249,15 +258,22 @@ def rebatch_model(model: onnx.ModelProto, input_shapes: dict[str, list[int]] | N
     result = RebatchResult(work, inputs=changed)
     constants = _reshape_targets(graph)
     new_shapes = _infer(work)
+    probes = _Probes(model, work, stash, original_inputs, changed)
     for index, node in enumerate(graph.node):
         if node.op_type != "Reshape" or node.domain not in ("", "ai.onnx") or len(node.input) < 2:
             continue
+        if node.input[1] not in constants:
+            continue
+        label = _node_label(node, index)
         old_in, new_in = old_shapes.get(node.input[0]), new_shapes.get(node.input[0])
-        if not (_static(old_in) and _static(new_in)) or old_in == new_in or node.input[1] not in constants:
+        if not _static(old_in):  # shape inference lost track: ask onnxruntime
+            old_in = probes.old(node.input[0])
+        if _static(old_in) and not _static(new_in):
+            new_in = probes.new(node.input[0], label)
+        if not (_static(old_in) and _static(new_in)) or old_in == new_in:
             continue
         target = [int(v) for v in numpy_helper.to_array(constants[node.input[1]]).reshape(-1)]
         allowzero = any(a.name == "allowzero" and a.i for a in node.attribute)
-        label = _node_label(node, index)
         old_out = _resolve(target, old_in, allowzero)
         if old_out is None:
             continue  # not a valid reshape at the original shapes either; leave it to the checks
@@ -277,17 +293,84 @@ def rebatch_model(model: onnx.ModelProto, input_shapes: dict[str, list[int]] | N
         _set_target(graph, node, new_target)
         result.reshapes[label] = (target, new_target)
         new_shapes = _infer(work)  # downstream shapes follow the re-targeted reshape
+        probes.forget_new()
     _check(model, work, changed)
-    inferred = onnx.shape_inference.infer_shapes(work, data_prop=True)
-    del graph.value_info[:]
-    graph.value_info.extend(inferred.graph.value_info)
-    for out, inferred_out in zip(graph.output, inferred.graph.output):
-        if inferred_out.type.tensor_type.HasField("shape"):
-            out.type.CopyFrom(inferred_out.type)
+    try:
+        inferred = onnx.shape_inference.infer_shapes(work, data_prop=True)
+    except Exception:  # noqa: BLE001 - keep the rank-only value infos
+        inferred = None
+    if inferred is not None:
+        del graph.value_info[:]
+        graph.value_info.extend(inferred.graph.value_info)
+        for out, inferred_out in zip(graph.output, inferred.graph.output):
+            if inferred_out.type.tensor_type.HasField("shape"):
+                out.type.CopyFrom(inferred_out.type)
     result.model = restore_initializers(work, stash, original_inputs)
     if result.reshapes:
         logger.info("%s", result.describe())
     return result
+
+
+class _Probes:
+    """Shapes shape inference cannot tell, measured by running onnxruntime on random inputs: at
+    the original shapes (once, every Reshape input) and at the new shapes (the part of the
+    re-targeted model computing one tensor; forgotten after each re-targeting)."""
+
+    def __init__(self, original: onnx.ModelProto, work: onnx.ModelProto, stash, original_inputs: set[str], changed):
+        self.original, self.work, self.stash = original, work, stash
+        self.original_inputs, self.changed = original_inputs, changed
+        self._old: dict[str, list[int] | None] | None = None
+        self._new: dict[str, list[int]] = {}
+
+    def old(self, name: str) -> list[int] | None:
+        if self._old is None:  # one run for every Reshape input, when the whole model runs
+            wanted = [n.input[0] for n in self.original.graph.node if n.op_type == "Reshape" and n.input]
+            try:
+                self._old = self._run(self.original, wanted)
+            except Exception as exc:  # noqa: BLE001 - e.g. a custom op elsewhere: measure parts
+                logger.info("onnxruntime cannot run the whole original model (%s)", str(exc)[:200])
+                self._old = {}
+        if name not in self._old:
+            from onnx2torch.extract import extract_part  # noqa: PLC0415
+
+            try:
+                self._old.update(self._run(extract_part(self.original, None, [name]), [name]))
+            except Exception as exc:  # noqa: BLE001 - no measurement: the reshape is left alone
+                logger.info("cannot measure the shape of '%s' (%s)", name, str(exc)[:200])
+                self._old[name] = None
+        return self._old[name]
+
+    def new(self, name: str, label: str) -> list[int]:
+        if name not in self._new:
+            from onnx2torch.extract import extract_part  # noqa: PLC0415
+
+            weighted = onnx.ModelProto()
+            weighted.CopyFrom(self.work)
+            weighted = restore_initializers(weighted, dict(self.stash), self.original_inputs)
+            try:
+                self._new.update(self._run(extract_part(weighted, None, [name]), [name]))
+            except Exception as exc:  # noqa: BLE001
+                detail = " ".join(str(exc).split())[:600]
+                raise ConversionError(
+                    f"cannot change {_describe(self.changed)}: the model does not run at the new shape up to "
+                    f"Reshape node '{label}' — {detail}; re-export the model with a dynamic dimension, or "
+                    "convert it at its original shape"
+                ) from None
+        return self._new[name]
+
+    def forget_new(self) -> None:
+        self._new.clear()
+
+    @staticmethod
+    def _run(model: onnx.ModelProto, names: list[str]) -> dict[str, list[int]]:
+        from onnx2torch.verify import make_inputs, run_onnxruntime  # noqa: PLC0415
+
+        probe = onnx.ModelProto()
+        probe.CopyFrom(model)
+        del probe.graph.output[:]
+        probe.graph.output.extend(onnx.ValueInfoProto(name=n) for n in dict.fromkeys(names))
+        values = run_onnxruntime(probe, make_inputs(probe))
+        return {o.name: list(np.shape(v)) for o, v in zip(probe.graph.output, values)}
 
 
 def _describe(changed: dict[str, tuple[list, list[int]]]) -> str:

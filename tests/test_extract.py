@@ -253,14 +253,52 @@ def test_a_node_that_pins_the_batch_is_named():
         onnx2torch.ConvertModel(model, input_shapes={"x": [2, 4, 8]})
 
 
-def test_a_reshape_that_splits_the_batch_ambiguously_is_named():
-    """[1, 16] -> [4, 4] at batch 1: where a batch of 2 would go is not provable."""
-    nodes = [oh.make_node("Reshape", ["x", "square"], ["y"], name="to_square")]
-    graph = oh.make_graph(nodes, "g", [oh.make_tensor_value_info("x", TensorProto.FLOAT, [1, 16])],
-                          [oh.make_tensor_value_info("y", TensorProto.FLOAT, [4, 4])], [_ints("square", [4, 4])])
+def test_a_reshape_that_splits_a_changed_dim_ambiguously_is_named():
+    """[4, 6] -> [1, 4, 6]: whether 12 rows become [3, 4, 6] or [1, 12, 6] is not provable."""
+    nodes = [oh.make_node("Reshape", ["x", "split"], ["y"], name="split_rows")]
+    graph = oh.make_graph(nodes, "g", [oh.make_tensor_value_info("x", TensorProto.FLOAT, [4, 6])],
+                          [oh.make_tensor_value_info("y", TensorProto.FLOAT, [1, 4, 6])], [_ints("split", [1, 4, 6])])
     model = oh.make_model(graph, opset_imports=[oh.make_opsetid("", 17)])
-    with pytest.raises(ConversionError, match="Reshape node 'to_square' pins it"):
-        onnx2torch.ConvertModel(model, input_shapes={"x": [2, 16]})
+    with pytest.raises(ConversionError, match="Reshape node 'split_rows' pins it"):
+        onnx2torch.ConvertModel(model, input_shapes={"x": [12, 6]})
+
+
+def test_a_batch1_dim_merged_into_the_next_dim_stacks_the_samples():
+    """[1, 16] -> [4, 4] at batch 1 is [N, 16] -> [4 N, 4]: the per-sample results stacked."""
+    nodes = [oh.make_node("Reshape", ["x", "square"], ["y"], name="to_square"),
+             oh.make_node("Softmax", ["y"], ["z"], axis=-1)]
+    graph = oh.make_graph(nodes, "g", [oh.make_tensor_value_info("x", TensorProto.FLOAT, [1, 16])],
+                          [oh.make_tensor_value_info("z", TensorProto.FLOAT, [4, 4])], [_ints("square", [4, 4])])
+    model = oh.make_model(graph, opset_imports=[oh.make_opsetid("", 17)])
+    module = onnx2torch.ConvertModel(model, input_shapes={"x": [3, 16]})
+    x = RNG.standard_normal((3, 16)).astype(np.float32)
+    expected = np.concatenate([run_onnxruntime(model, {"x": x[i:i + 1]})[0] for i in range(3)])
+    np.testing.assert_allclose(module(torch.from_numpy(x)).detach().numpy(), expected, atol=1e-6)
+
+
+def test_shapes_inference_cannot_tell_are_measured_and_torch_attention_pins_clearly():
+    """nn.MultiheadAttention exported at batch 1 merges the batch into the heads, then splits it
+    back next to a unit dim: the conversion names that node instead of guessing."""
+
+    class Attention(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.attn = torch.nn.MultiheadAttention(16, 4, batch_first=True)
+
+        def forward(self, x):
+            return self.attn(x, x, x, need_weights=False)[0]
+
+    import io
+    import warnings
+
+    buffer = io.BytesIO()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        torch.onnx.export(Attention().eval(), (torch.randn(1, 6, 16),), buffer, dynamo=False,
+                          input_names=["data"], output_names=["out"])
+    model = onnx.load_from_string(buffer.getvalue())
+    with pytest.raises(ConversionError, match=r"Reshape node '/attn/Reshape_\d+' pins it .* next to a unit dim"):
+        onnx2torch.ConvertModel(model, input_shapes={"data": [3, 6, 16]})
 
 
 def test_wrong_rank_in_input_shapes_is_a_clear_error():
