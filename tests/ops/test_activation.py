@@ -1,9 +1,8 @@
-"""Activation converters (Relu ... Swish, Softmax family, Clip, Dropout): ONNX's own node cases,
-then every op against onnxruntime on random data with edge attributes, and the traps (PRelu's
-broadcasting, Softmax's opset-13 axis change, Clip bounds, Dropout train/eval)."""
+"""Activation converters (Relu ... Swish, Softmax family, Clip, Dropout): every op against onnxruntime on random data with edge attributes, and the traps (PRelu's
+broadcasting, Softmax's opset-13 axis change, Clip bounds, Dropout train/eval).
+ONNX's own node cases for these ops run in tests/test_conformance.py."""
 from __future__ import annotations
 
-import importlib
 
 import numpy as np
 import onnx
@@ -26,32 +25,6 @@ def randn(*shape: int, dtype=np.float32, scale: float = 2.0) -> np.ndarray:
 
 def modules_of(model: onnx.ModelProto) -> list[nn.Module]:
     return list(ConvertModel(model, simplify=False).modules())
-
-
-# --- ONNX's node cases ------------------------------------------------------------------------
-_CASE_MODULES = (
-    "relu leakyrelu prelu elu selu celu sigmoid hardsigmoid hardswish tanh softmax logsoftmax "
-    "hardmax softplus softsign clip gelu mish thresholdedrelu shrink swish dropout"
-).split()
-_OPS = {
-    "Relu", "LeakyRelu", "PRelu", "Elu", "Selu", "Celu", "Sigmoid", "HardSigmoid", "HardSwish",
-    "Tanh", "Softmax", "LogSoftmax", "Hardmax", "Softplus", "Softsign", "Clip", "Gelu", "Mish",
-    "ThresholdedRelu", "Shrink", "Swish", "Dropout",
-}
-
-
-def _node_cases() -> list:
-    """ONNX's node cases for this family; importing only these case modules (each registers its
-    cases on import) is much faster than collect_testcases()."""
-    package = importlib.import_module("onnx.backend.test.case.node")
-    for name in _CASE_MODULES:
-        importlib.import_module(f"{package.__name__}.{name}")
-    cases = {}
-    for case in package._NodeTestCases:  # noqa: SLF001 - the list the case modules fill
-        ops = {n.op_type for n in case.model.graph.node}
-        if len(ops) == 1 and ops <= _OPS:
-            cases[case.name] = case
-    return sorted(cases.values(), key=lambda c: c.name)
 
 
 def check_node_case(case) -> None:
@@ -77,13 +50,6 @@ NODE_CASE_EXCLUDES = {
     "test_training_dropout_default_mask": "random: expects numpy RandomState(seed)'s draws",
     "test_training_dropout_mask": "random: expects numpy RandomState(seed)'s draws",
 }
-
-
-@pytest.mark.parametrize("case", _node_cases(), ids=lambda c: c.name)
-def test_onnx_node_case(case):
-    if case.name in NODE_CASE_EXCLUDES:
-        pytest.skip(NODE_CASE_EXCLUDES[case.name])
-    check_node_case(case)
 
 
 # --- simple elementwise activations -------------------------------------------------------------

@@ -1,15 +1,14 @@
 """Attention family against onnxruntime (Attention 23/24, RotaryEmbedding, TensorScatter) or the ONNX
 reference evaluator where onnxruntime has no kernel (Attention 25, SwiGLU, CausalConvWithState,
-LinearAttention, FlexAttention), plus ONNX's own node cases for these operators."""
+LinearAttention, FlexAttention).
+ONNX's own node cases for these ops run in tests/test_conformance.py."""
 from __future__ import annotations
 
-import warnings
 
 import numpy as np
 import onnx
 import onnx.helper as oh
 import pytest
-import torch
 from onnx import TensorProto
 from onnx.reference import ReferenceEvaluator
 from torch import nn
@@ -386,44 +385,3 @@ def test_flex_attention_score_mod_reads_outer_value():
     expected = 2 * probs / probs.sum(-1, keepdims=True) @ np.repeat(v, 2, axis=1)
     (got,) = convert_and_run(model, {"Q": q, "K": k, "V": v, "bias": bias})
     np.testing.assert_allclose(got, expected, rtol=1e-5, atol=1e-6)
-
-
-# --- ONNX node cases -----------------------------------------------------------------------------------
-def _node_cases():
-    from onnx.backend.test.case.node import collect_testcases  # noqa: PLC0415
-
-    keys = ("attention", "rotary", "causal_conv", "swiglu", "tensorscatter", "flex")
-    with warnings.catch_warnings(), np.errstate(all="ignore"):
-        warnings.simplefilter("ignore")
-        return {c.name: c for c in collect_testcases()
-                if any(k in c.name for k in keys) and "expanded" not in c.name}
-
-
-NODE_CASES = _node_cases()
-# NOTE: the reference sums bfloat16 softmax denominators in bfloat16 one element at a time (numpy
-# reduction over an ml_dtypes type); torch accumulates in float32, 1-2 bfloat16 ulps away, above
-# the suite's rtol 1e-3 (bfloat16's epsilon is 7.8e-3).
-BF16_ROUNDING = {"test_attention_3d_causal_bf16", "test_attention_4d_causal_bf16",
-                 "test_attention_4d_causal_padded_kv_bf16", "test_attention_4d_padded_kv_bf16"}
-
-
-def _as_numpy(value: torch.Tensor) -> np.ndarray:
-    value = value.detach()
-    return value.float().numpy() if value.dtype == torch.bfloat16 else value.numpy()
-
-
-@pytest.mark.parametrize("name", sorted(NODE_CASES))
-def test_onnx_node_case(name):
-    case = NODE_CASES[name]
-    module = ConvertModel(case.model, simplify=False)
-    inputs, expected = case.data_sets[0]
-    with torch.no_grad():
-        out = module(*[torch.from_numpy(np.ascontiguousarray(a).view(np.uint16)).view(torch.bfloat16)
-                       if a.dtype.name == "bfloat16" else torch.from_numpy(np.asarray(a)) for a in inputs])
-    out = out if isinstance(out, tuple) else (out,)
-    for i, (e, g) in enumerate(zip(expected, out)):
-        assert str(g.dtype).replace("torch.", "") == e.dtype.name, f"output {i}"
-        g, e = _as_numpy(g), np.asarray(e, dtype=np.float64 if e.dtype.name == "bfloat16" else e.dtype)
-        assert g.shape == e.shape
-        tol = dict(rtol=1e-2, atol=1e-2) if name in BF16_ROUNDING else dict(rtol=1e-3, atol=1e-5)
-        np.testing.assert_allclose(g, e, **tol, err_msg=f"output {i}")

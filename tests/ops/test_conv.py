@@ -1,21 +1,19 @@
-"""Convolution converters: ONNX's own node cases, then the traps against onnxruntime — asymmetric
+"""Convolution converters: the traps against onnxruntime — asymmetric
 pads, SAME_UPPER/SAME_LOWER with stride 2 (static and run-time sizes), groups and dilations,
 weights computed at run time, ConvTranspose's output_padding / output_shape / asymmetric crops,
-and DeformConv."""
+and DeformConv.
+ONNX's own node cases for these ops run in tests/test_conformance.py."""
 from __future__ import annotations
 
-import importlib
 
 import numpy as np
 import onnx
 import pytest
-import torch
 from torch import nn
 
 from onnx.reference import ReferenceEvaluator
 
 from onnx2torch import ConvertModel
-from onnx2torch.dtypes import to_torch
 from onnx2torch.errors import ConversionError
 from onnx2torch.verify import run_onnxruntime
 from tests.helpers import assert_matches_ort, convert_and_run, single_node_model
@@ -43,40 +41,6 @@ def symbolic(model: onnx.ModelProto, axes: tuple[int, ...] = (2, 3, 4)) -> onnx.
 
 def layers(model: onnx.ModelProto) -> list[type]:
     return [type(m) for m in ConvertModel(model, simplify=False).modules()]
-
-
-# --- ONNX's node cases ------------------------------------------------------------------------
-_CASE_MODULES = ("conv", "convtranspose", "deformconv")
-_OPS = {"Conv", "ConvTranspose", "DeformConv"}
-
-
-def _node_cases() -> list:
-    """ONNX's node cases for these ops (importing only their case modules is much faster than
-    collect_testcases())."""
-    package = importlib.import_module("onnx.backend.test.case.node")
-    for name in _CASE_MODULES:
-        importlib.import_module(f"{package.__name__}.{name}")
-    cases = {}
-    for case in package._NodeTestCases:  # noqa: SLF001 - the list the case modules fill
-        ops = {n.op_type for n in case.model.graph.node}
-        if len(ops) == 1 and ops <= _OPS:
-            cases[case.name] = case
-    return sorted(cases.values(), key=lambda c: c.name)
-
-
-@pytest.mark.parametrize("case", _node_cases(), ids=lambda c: c.name)
-def test_onnx_node_case(case):
-    """Every data set of the case: rtol 1e-3, atol 1e-5, exact dtypes."""
-    module = ConvertModel(case.model, simplify=False)
-    for inputs, expected in case.data_sets:
-        with torch.no_grad():
-            got = module(*[to_torch(np.asarray(a)) for a in inputs])
-        got = got if isinstance(got, (tuple, list)) else [got]
-        assert len(got) == len(expected)
-        for g, e in zip(got, expected):
-            e = np.asarray(e)
-            assert str(g.dtype) == f"torch.{e.dtype}", f"dtype {g.dtype} != {e.dtype}"
-            np.testing.assert_allclose(g.numpy(), e, rtol=1e-3, atol=1e-5)
 
 
 # --- Conv -----------------------------------------------------------------------------------------

@@ -1,10 +1,10 @@
 """Elementwise converters (arithmetic, math, comparisons, logic, bitwise, variadic, Where):
-ONNX's own node cases, then the traps against onnxruntime: integer Div/Mod with negative numbers,
+the traps against onnxruntime: integer Div/Mod with negative numbers,
 unsigned 16/32/64-bit arithmetic torch has no kernels for, numpy broadcasting, Pow's mixed types,
-legacy opset-6 axis broadcasting and Python literals in the generated code."""
+legacy opset-6 axis broadcasting and Python literals in the generated code.
+ONNX's own node cases for these ops run in tests/test_conformance.py."""
 from __future__ import annotations
 
-import importlib
 
 import numpy as np
 import onnx
@@ -60,34 +60,6 @@ def assert_matches_reference(model: onnx.ModelProto, inputs: dict[str, np.ndarra
             np.testing.assert_allclose(g, e, atol=atol, rtol=rtol)
 
 
-# --- ONNX's node cases ------------------------------------------------------------------------
-_CASE_MODULES = (
-    "add sub mul div pow mod sqrt exp log neg abs floor ceil round reciprocal sign erf sin cos tan "
-    "asin acos atan sinh cosh asinh acosh atanh isnan isinf bitshift bitwiseand bitwiseor bitwisexor "
-    "bitwisenot sum max min mean where equal less greater less_or_equal greater_or_equal and_ or_ "
-    "xor not_"
-).split()
-_OPS = {
-    "Add", "Sub", "Mul", "Div", "Pow", "Mod", "Sqrt", "Exp", "Log", "Neg", "Abs", "Floor", "Ceil",
-    "Round", "Reciprocal", "Sign", "Erf", "Sin", "Cos", "Tan", "Asin", "Acos", "Atan", "Sinh",
-    "Cosh", "Asinh", "Acosh", "Atanh", "IsNaN", "IsInf", "BitShift", "BitwiseAnd", "BitwiseOr",
-    "BitwiseXor", "BitwiseNot", "Sum", "Max", "Min", "Mean", "Where", "Equal", "Less", "Greater",
-    "LessOrEqual", "GreaterOrEqual", "And", "Or", "Xor", "Not",
-}
-
-
-def _node_cases() -> list:
-    """ONNX's node cases built only from this family's ops (importing just their case modules)."""
-    package = importlib.import_module("onnx.backend.test.case.node")
-    for name in _CASE_MODULES:
-        importlib.import_module(f"{package.__name__}.{name}")
-    cases = {}
-    for case in package._NodeTestCases:  # noqa: SLF001 - the list the case modules fill
-        if {n.op_type for n in case.model.graph.node} <= _OPS:
-            cases[case.name] = case
-    return sorted(cases.values(), key=lambda c: c.name)
-
-
 def _as_input(value):
     value = numpy_helper.to_array(value) if isinstance(value, onnx.TensorProto) else np.asarray(value)
     return value if value.dtype == object else to_torch(value)
@@ -115,11 +87,6 @@ def check_node_case(case) -> None:
                 np.testing.assert_allclose(g, e, rtol=1e-3, atol=1e-5)
             else:
                 np.testing.assert_array_equal(g, e)
-
-
-@pytest.mark.parametrize("case", _node_cases(), ids=lambda c: c.name)
-def test_onnx_node_case(case):
-    check_node_case(case)
 
 
 # --- integer Div / Mod ------------------------------------------------------------------------

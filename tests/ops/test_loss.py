@@ -1,19 +1,17 @@
-"""Loss converters (NegativeLogLikelihoodLoss, SoftmaxCrossEntropyLoss): ONNX's node cases and every
+"""Loss converters (NegativeLogLikelihoodLoss, SoftmaxCrossEntropyLoss): every
 reduction / weight / ignore_index (positive, negative, out of range) / target type / rank against
-onnxruntime, the optional log_prob output, and the native nn loss layers."""
+onnxruntime, the optional log_prob output, and the native nn loss layers.
+ONNX's own node cases for these ops run in tests/test_conformance.py."""
 from __future__ import annotations
 
-import importlib
 
 import numpy as np
 import onnx
 import pytest
-import torch
 import torch.nn.functional as F
 from torch import nn
 
 from onnx2torch import ConvertModel
-from onnx2torch.dtypes import to_torch
 from onnx2torch.errors import ConversionError
 from tests.helpers import assert_matches_ort, single_node_model
 
@@ -40,30 +38,6 @@ def calls(model: onnx.ModelProto) -> set:
         elif node.op == "call_module":
             found.add(type(module.get_submodule(node.target)))
     return found
-
-
-# --- ONNX's node cases ------------------------------------------------------------------------
-def _node_cases() -> list:
-    package = importlib.import_module("onnx.backend.test.case.node")
-    for name in ("negativeloglikelihoodloss", "softmax_cross_entropy_loss"):
-        importlib.import_module(f"{package.__name__}.{name}")
-    ops = {"NegativeLogLikelihoodLoss", "SoftmaxCrossEntropyLoss"}
-    cases = {c.name: c for c in package._NodeTestCases  # noqa: SLF001 - the list the case modules fill
-             if {n.op_type for n in c.model.graph.node} <= ops}
-    return sorted(cases.values(), key=lambda c: c.name)
-
-
-@pytest.mark.parametrize("case", _node_cases(), ids=lambda c: c.name)
-def test_onnx_node_case(case):
-    module = ConvertModel(case.model, simplify=False)
-    for inputs, expected in case.data_sets:
-        with torch.no_grad():
-            got = module(*[to_torch(np.asarray(a)) for a in inputs])
-        got = got if isinstance(got, (tuple, list)) else [got]
-        assert len(got) == len(expected)
-        for g, e in zip(got, expected):
-            assert str(g.dtype) == f"torch.{np.asarray(e).dtype}"
-            np.testing.assert_allclose(g.numpy(), e, rtol=1e-3, atol=1e-5)
 
 
 # --- both losses on random data ---------------------------------------------------------------

@@ -1,9 +1,9 @@
-"""CumProd, BitCast and ai.onnx.ml TreeEnsemble: ONNX's node cases, onnxruntime on random data
+"""CumProd, BitCast and ai.onnx.ml TreeEnsemble: onnxruntime on random data
 (the ONNX reference for the types onnxruntime lacks), and random tree ensembles covering every
-branch mode, NaN handling, aggregate function and post transform."""
+branch mode, NaN handling, aggregate function and post transform.
+ONNX's own node cases for these ops run in tests/test_conformance.py."""
 from __future__ import annotations
 
-import importlib
 
 import ml_dtypes
 import numpy as np
@@ -23,29 +23,6 @@ from onnx2torch.verify import run_onnxruntime
 from tests.helpers import assert_matches_ort, convert_and_run, single_node_model
 
 RNG = np.random.default_rng(0)
-
-
-# --- ONNX's node cases ------------------------------------------------------------------------
-def _node_cases() -> list:
-    package = importlib.import_module("onnx.backend.test.case.node")
-    for name in ("cumprod", "bitcast", "ai_onnx_ml.tree_ensemble"):
-        importlib.import_module(f"{package.__name__}.{name}")
-    ops = {"CumProd", "BitCast", "TreeEnsemble"}
-    cases = {c.name: c for c in package._NodeTestCases  # noqa: SLF001 - the list the case modules fill
-             if {n.op_type for n in c.model.graph.node} <= ops}
-    return sorted(cases.values(), key=lambda c: c.name)
-
-
-@pytest.mark.parametrize("case", _node_cases(), ids=lambda c: c.name)
-def test_onnx_node_case(case):
-    module = ConvertModel(case.model, simplify=False)
-    for inputs, expected in case.data_sets:
-        with torch.no_grad():
-            got = module(*[to_torch(np.asarray(a)) for a in inputs])
-        got = got if isinstance(got, (tuple, list)) else [got]
-        for g, e in zip(got, expected):
-            assert str(g.dtype) == f"torch.{np.asarray(e).dtype}"
-            np.testing.assert_allclose(g.numpy(), e, rtol=1e-3, atol=1e-5)
 
 
 # --- CumProd ----------------------------------------------------------------------------------

@@ -1,13 +1,12 @@
-"""Normalization converters: ONNX's own node cases, every op against onnxruntime on random data
+"""Normalization converters: every op against onnxruntime on random data
 with edge attributes, and the traps (LRN's bias is torch's k, BatchNorm's momentum is 1 - torch's,
-training_mode outputs, GroupNormalization-18's per-group scale, LayerNorm's extra outputs)."""
+training_mode outputs, GroupNormalization-18's per-group scale, LayerNorm's extra outputs).
+ONNX's own node cases for these ops run in tests/test_conformance.py."""
 from __future__ import annotations
 
-import importlib
 
 import numpy as np
 import onnx
-import onnx.helper as oh
 import pytest
 import torch
 from torch import nn
@@ -36,46 +35,6 @@ def symbolic(model: onnx.ModelProto, dims: dict[int, str], input_index: int = 0)
     for index, name in dims.items():
         model.graph.input[input_index].type.tensor_type.shape.dim[index].dim_param = name
     return model
-
-
-# --- ONNX's node cases ------------------------------------------------------------------------
-_CASE_MODULES = (
-    "batch_normalization instance_normalization layernormalization groupnormalization lrn "
-    "lpnormalization meanvariancenormalization rmsnormalization"
-).split()
-_OPS = {
-    "BatchNormalization", "InstanceNormalization", "LayerNormalization", "GroupNormalization",
-    "LRN", "LpNormalization", "MeanVarianceNormalization", "RMSNormalization",
-}
-
-
-def _node_cases() -> list:
-    """ONNX's node cases for this family; importing only these case modules (each registers its
-    cases on import) is much faster than collect_testcases()."""
-    package = importlib.import_module("onnx.backend.test.case.node")
-    for name in _CASE_MODULES:
-        importlib.import_module(f"{package.__name__}.{name}")
-    cases = {}
-    for case in package._NodeTestCases:  # noqa: SLF001 - the list the case modules fill
-        ops = {n.op_type for n in case.model.graph.node}
-        if len(ops) == 1 and ops <= _OPS:
-            cases[case.name] = case
-    return sorted(cases.values(), key=lambda c: c.name)
-
-
-@pytest.mark.parametrize("case", _node_cases(), ids=lambda c: c.name)
-def test_onnx_node_case(case):
-    """Every data set of the case: rtol 1e-3, atol 1e-5, exact dtypes."""
-    module = ConvertModel(case.model, simplify=False)
-    for inputs, expected in case.data_sets:
-        with torch.no_grad():
-            got = module(*[to_torch(np.asarray(a)) for a in inputs])
-        got = got if isinstance(got, (tuple, list)) else [got]
-        assert len(got) == len(expected)
-        for g, e in zip(got, expected):
-            e = np.asarray(e)
-            assert str(g.dtype) == f"torch.{e.dtype}", f"dtype {g.dtype} != {e.dtype}"
-            np.testing.assert_allclose(g.numpy(), e, rtol=1e-3, atol=1e-5)
 
 
 # --- BatchNormalization -------------------------------------------------------------------------

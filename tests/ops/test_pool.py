@@ -1,22 +1,20 @@
-"""Pooling converters: ONNX's own node cases, then the traps against onnxruntime — asymmetric
+"""Pooling converters: the traps against onnxruntime — asymmetric
 pads (MaxPool on negative inputs, AveragePool with count_include_pad 0 and 1), ceil_mode with
 windows starting in the padding, SAME_UPPER/SAME_LOWER with stride 2, dilations, MaxPool's
 flattened Indices (storage_order 0/1), integer MaxPool, run-time sizes, LpPool, the global pools,
-MaxUnpool and MaxRoiPool."""
+MaxUnpool and MaxRoiPool.
+ONNX's own node cases for these ops run in tests/test_conformance.py."""
 from __future__ import annotations
 
-import importlib
 
 import numpy as np
 import onnx
 import onnx.helper as oh
 import pytest
-import torch
 from onnx import TensorProto
 from torch import nn
 
 from onnx2torch import ConvertModel
-from onnx2torch.dtypes import to_torch
 from onnx2torch.errors import ConversionError
 from onnx2torch.verify import run_onnxruntime
 from tests.helpers import assert_matches_ort, convert_and_run, single_node_model
@@ -44,50 +42,6 @@ def symbolic(model: onnx.ModelProto, axes: tuple[int, ...] = (2, 3, 4)) -> onnx.
 
 def child_types(model: onnx.ModelProto) -> list[type]:
     return [type(m) for m in ConvertModel(model, simplify=False).modules()]
-
-
-# --- ONNX's node cases ------------------------------------------------------------------------
-_CASE_MODULES = ("averagepool", "maxpool", "lppool", "globalaveragepool", "globalmaxpool", "maxunpool")
-_OPS = {"AveragePool", "MaxPool", "LpPool", "GlobalAveragePool", "GlobalMaxPool", "GlobalLpPool", "MaxUnpool",
-        "MaxRoiPool"}
-_EXPECTED_FAILURES = {
-    # NOTE: ONNX's reference scatters the indices into the shape MaxUnpool infers and zero-pads
-    # that to output_shape; onnxruntime (and torch's max_unpool) read the indices in output_shape
-    # itself, the only reading under which MaxPool -> MaxUnpool round-trips odd sizes.  We follow
-    # onnxruntime (see test_max_unpool_round_trip_odd_size).
-    "test_maxunpool_export_with_output_shape": "indices read in output_shape, as onnxruntime does",
-}
-
-
-def _node_cases() -> list:
-    """ONNX's node cases for these ops (importing only their case modules is much faster than
-    collect_testcases())."""
-    package = importlib.import_module("onnx.backend.test.case.node")
-    for name in _CASE_MODULES:
-        importlib.import_module(f"{package.__name__}.{name}")
-    cases = {}
-    for case in package._NodeTestCases:  # noqa: SLF001 - the list the case modules fill
-        ops = {n.op_type for n in case.model.graph.node}
-        if len(ops) == 1 and ops <= _OPS:
-            cases[case.name] = case
-    return sorted(cases.values(), key=lambda c: c.name)
-
-
-@pytest.mark.parametrize("case", _node_cases(), ids=lambda c: c.name)
-def test_onnx_node_case(case):
-    """Every data set of the case: rtol 1e-3, atol 1e-5, exact dtypes."""
-    if case.name in _EXPECTED_FAILURES:
-        pytest.xfail(_EXPECTED_FAILURES[case.name])
-    module = ConvertModel(case.model, simplify=False)
-    for inputs, expected in case.data_sets:
-        with torch.no_grad():
-            got = module(*[to_torch(np.asarray(a)) for a in inputs])
-        got = got if isinstance(got, (tuple, list)) else [got]
-        assert len(got) == len(expected)
-        for g, e in zip(got, expected):
-            e = np.asarray(e)
-            assert str(g.dtype) == f"torch.{e.dtype}", f"dtype {g.dtype} != {e.dtype}"
-            np.testing.assert_allclose(g.numpy(), e, rtol=1e-3, atol=1e-5)
 
 
 # --- MaxPool --------------------------------------------------------------------------------------

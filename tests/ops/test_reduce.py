@@ -1,10 +1,9 @@
-"""Reduction converters (ReduceSum ... ReduceSumSquare, ArgMax, ArgMin): ONNX's own node cases,
-then every reduction against onnxruntime with axes as attribute (old opsets) and as input (new
+"""Reduction converters (ReduceSum ... ReduceSumSquare, ArgMax, ArgMin): every reduction against onnxruntime with axes as attribute (old opsets) and as input (new
 ones), keepdims 0/1, noop_with_empty_axes, integer dtypes, empty reductions and axes computed at
-run time."""
+run time.
+ONNX's own node cases for these ops run in tests/test_conformance.py."""
 from __future__ import annotations
 
-import importlib
 
 import numpy as np
 import onnx
@@ -87,25 +86,7 @@ def assert_matches_reference(model: onnx.ModelProto, inputs: dict[str, np.ndarra
 
 
 # --- ONNX's node cases ------------------------------------------------------------------------
-_CASE_MODULES = (
-    "reducesum reducemean reducemax reducemin reduceprod reducel1 reducel2 reduce_log_sum "
-    "reduce_log_sum_exp reducesumsquare argmax argmin"
-).split()
 #: Reductions, and the elementwise ops their "_expanded" cases are built from.
-_OPS = set(REDUCTIONS) | {"ArgMax", "ArgMin", "Abs", "Mul", "Sqrt", "Log", "Exp", "CastLike", "Cast"}
-
-
-def _node_cases() -> list:
-    """ONNX's node cases for this family (importing just their case modules)."""
-    package = importlib.import_module("onnx.backend.test.case.node")
-    for name in _CASE_MODULES:
-        importlib.import_module(f"{package.__name__}.{name}")
-    cases = {}
-    for case in package._NodeTestCases:  # noqa: SLF001 - the list the case modules fill
-        ops = {n.op_type for n in case.model.graph.node}
-        if ops <= _OPS and ops & (set(REDUCTIONS) | {"ArgMax", "ArgMin"}):
-            cases[case.name] = case
-    return sorted(cases.values(), key=lambda c: c.name)
 
 
 def check_node_case(case) -> None:
@@ -125,11 +106,6 @@ def check_node_case(case) -> None:
                 np.testing.assert_allclose(g, e, rtol=1e-3, atol=1e-5)
             else:
                 np.testing.assert_array_equal(g, e)
-
-
-@pytest.mark.parametrize("case", _node_cases(), ids=lambda c: c.name)
-def test_onnx_node_case(case):
-    check_node_case(case)
 
 
 # --- every reduction, attribute and input axes ------------------------------------------------

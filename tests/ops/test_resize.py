@@ -1,7 +1,8 @@
 """Resize (opsets 10-19) and Upsample (7, 9) against onnxruntime, and against onnx's reference
 evaluator where onnxruntime has no kernel (other ranks, integer cubic...) or departs from the
-spec; plus ONNX's own node cases and the nn.Upsample lowering of the cases torch computes
-exactly."""
+spec; and the nn.Upsample lowering of the cases torch computes
+exactly.
+ONNX's own node cases for these ops run in tests/test_conformance.py."""
 from __future__ import annotations
 
 import warnings
@@ -404,16 +405,6 @@ def test_crop_without_roi():
         ConvertModel(model, simplify=False)
 
 
-# --- ONNX's node cases ----------------------------------------------------------------------
-def _node_cases():
-    from onnx.backend.test.case.node import collect_testcases  # noqa: PLC0415
-
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        cases = collect_testcases()
-    return [c for c in cases if c.name.startswith(("test_resize", "test_upsample"))]
-
-
 #: Cases whose expected output departs from the spec text, onnxruntime agreeing with us.
 SPEC_DEPARTURES = {
     # The reference maps align_corners with the fractional width scale * length (2.4) where the
@@ -421,22 +412,6 @@ SPEC_DEPARTURES = {
     "test_resize_downsample_scales_linear_align_corners",
     "test_resize_downsample_scales_cubic_align_corners",
 }
-
-
-@pytest.mark.parametrize("case", _node_cases(), ids=lambda c: c.name)
-def test_onnx_node_case(case):
-    module = ConvertModel(case.model, simplify=False)
-    for inputs, outputs in case.data_sets:
-        with torch.no_grad():
-            got = module(*[to_torch(np.asarray(a)) for a in inputs]).numpy()
-        expected = outputs[0]
-        assert got.dtype == expected.dtype and got.shape == expected.shape
-        if case.name in SPEC_DEPARTURES:
-            assert not np.allclose(got, expected, rtol=1e-3, atol=1e-5)
-            feed = {v.name: np.asarray(a) for v, a in zip(case.model.graph.input, inputs)}
-            assert_matches_ort(case.model, feed, atol=1e-5)
-        else:
-            np.testing.assert_allclose(got, expected, rtol=1e-3, atol=1e-5)
 
 
 # --- folding and pickling -------------------------------------------------------------------

@@ -1,9 +1,9 @@
-"""Sampling converters (GridSample, AffineGrid, Col2Im): ONNX's node cases, every mode / padding /
+"""Sampling converters (GridSample, AffineGrid, Col2Im): every mode / padding /
 align_corners against onnxruntime with positions outside the image and on half-pixel ties, the
-explicit N-D paths against onnxruntime and the ONNX reference, and the native-layer choices."""
+explicit N-D paths against onnxruntime and the ONNX reference, and the native-layer choices.
+ONNX's own node cases for these ops run in tests/test_conformance.py."""
 from __future__ import annotations
 
-import importlib
 
 import numpy as np
 import onnx
@@ -14,7 +14,6 @@ from onnx.reference import ReferenceEvaluator
 from torch import nn
 
 from onnx2torch import ConvertModel
-from onnx2torch.dtypes import to_torch
 from onnx2torch.errors import ConversionError
 from onnx2torch.ops.sampling import grid_sample_nd
 from onnx2torch.verify import run_onnxruntime
@@ -53,29 +52,6 @@ def calls(model: onnx.ModelProto) -> set:
         elif node.op == "call_module":
             found.add(type(module.get_submodule(node.target)))
     return found
-
-
-# --- ONNX's node cases ------------------------------------------------------------------------
-def _node_cases() -> list:
-    package = importlib.import_module("onnx.backend.test.case.node")
-    for name in ("gridsample", "affinegrid", "col2im"):
-        importlib.import_module(f"{package.__name__}.{name}")
-    ops = {"GridSample", "AffineGrid", "Col2Im"}
-    cases = {c.name: c for c in package._NodeTestCases  # noqa: SLF001 - the list the case modules fill
-             if {n.op_type for n in c.model.graph.node} <= ops}
-    return sorted(cases.values(), key=lambda c: c.name)
-
-
-@pytest.mark.parametrize("case", _node_cases(), ids=lambda c: c.name)
-def test_onnx_node_case(case):
-    module = ConvertModel(case.model, simplify=False)
-    for inputs, expected in case.data_sets:
-        with torch.no_grad():
-            got = module(*[to_torch(np.asarray(a)) for a in inputs])
-        got = got if isinstance(got, (tuple, list)) else [got]
-        for g, e in zip(got, expected):
-            assert str(g.dtype) == f"torch.{np.asarray(e).dtype}"
-            np.testing.assert_allclose(g.numpy(), e, rtol=1e-3, atol=1e-5)
 
 
 # --- GridSample -------------------------------------------------------------------------------
