@@ -4,6 +4,7 @@ from onnx2torch.ops import (  # noqa: F401
     attention,
     cast,
     constant,
+    contrib,
     control_flow,
     conv,
     detection,
