@@ -12,7 +12,12 @@ from onnx import TensorProto
 
 import onnx2torch
 from onnx2torch import custom_op
-from onnx2torch.custom_ops import custom_op_source, custom_op_spec, is_custom_op, registered_custom_ops
+from onnx2torch.custom_ops import (
+    custom_op_source,
+    custom_op_spec,
+    is_custom_op,
+    registered_custom_ops,
+)
 from onnx2torch.errors import ConversionError, UnsupportedOperatorError
 from onnx2torch.registry import _TABLE, lookup
 

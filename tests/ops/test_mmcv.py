@@ -8,8 +8,8 @@ import math
 import numpy as np
 import pytest
 
-from tests.helpers import convert_and_run, single_node_model
 from onnx2torch.verify import run_onnxruntime
+from tests.helpers import convert_and_run, single_node_model
 
 RNG = np.random.default_rng(8)
 DOMAINS = ["mmdeploy", "mmcv"]
@@ -433,7 +433,7 @@ def _batched_nms_ref(boxes, scores, num_classes, background, topk, keep_topk, sc
                      p if scores[b, p, c] > score_thr else -1) for p in range(priors)]
             cand = sorted(enumerate(cand), key=lambda e: (-e[1][0], e[0]))[:topk]
             cand = [e[1] for e in cand]
-            box_of = (lambda p, c=c: boxes[b, p, 0 if boxes.shape[2] == 1 else c])
+            box_of = (lambda p, b=b, c=c: boxes[b, p, 0 if boxes.shape[2] == 1 else c])
             keep = [p >= 0 for _, p in cand]
             for i, (_, p) in enumerate(cand):
                 if p < 0:
