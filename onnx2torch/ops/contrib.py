@@ -80,6 +80,8 @@ __all__ = [
     "qlinear_mul",
     "qlinear_mul_fn",
     "qlinear_sigmoid",
+    "qlinear_softmax",
+    "qlinear_softmax_fn",
     "qlinear_sigmoid_fn",
     "quantize_linear_ms",
     "quick_gelu",
@@ -952,6 +954,50 @@ def qlinear_global_average_pool(node: OnnxNode, ctx: ConversionContext) -> Lower
     """QLinearGlobalAveragePool(X, x_scale, x_zp, y_scale, y_zp) -> Y quantized"""
     kwargs = {"channels_last": True} if node.attr_int("channels_last", 0) else {}
     return Lowered(qlinear_global_average_pool_fn, inputs=[node.input(i) for i in range(5)], kwargs=kwargs)
+
+
+def qlinear_softmax_fn(x: torch.Tensor, x_scale: torch.Tensor, x_zero: torch.Tensor | None, y_scale: torch.Tensor,
+                       y_zero: torch.Tensor | None = None, *, axis: int = -1, flatten: bool = False) -> torch.Tensor:
+    """QLinearSoftmax as onnxruntime computes it: exp from a 256-entry float32 table of
+    exp((i - 255 + shift) * x_scale) aligned on each row's maximum (the zero point cancels), the
+    float32 row sum accumulated in order, y = nearbyint(e * floor(1 / y_scale) / sum) + y_zp."""
+    shape = x.shape
+    if flatten:  # opset < 13: softmax over all axes from `axis` on
+        start = axis % x.dim()
+        work = x.reshape(*shape[:start], -1)
+    else:
+        work = x.movedim(axis, -1)
+    length = work.shape[-1]
+    signed = x.dtype == torch.int8
+    # NOTE: the table keeps sum(exp) inside float32: onnxruntime reserves 5 bits above the
+    # shift log(FLT_MAX / D) it divides by x_scale (QlinearBuildLookupTableUint32).
+    scale = float(x_scale.reshape(-1)[0])
+    shift = max(0.0, math.log(torch.finfo(torch.float32).max / length) - 5) / scale
+    i = torch.arange(256, dtype=torch.float64)
+    table = torch.exp((i - 255 + shift) * scale).float()
+    v = work.to(torch.int32)
+    top = v.amax(dim=-1, keepdim=True)
+    index = (v - top + 255) if not signed else (v - top + 127 + 128) % 256
+    e = table[index.long()]
+    total = torch.cumsum(e, dim=-1)[..., -1:]
+    inv = torch.floor(1.0 / y_scale.float())
+    q = torch.round(e * inv / total).to(torch.int32)
+    if y_zero is not None:
+        q = q + y_zero.to(torch.int32)
+    info = torch.iinfo(x.dtype)
+    y = q.clamp(info.min, info.max).to(x.dtype)
+    return y.reshape(shape) if flatten else y.movedim(-1, axis)
+
+
+@converter("QLinearSoftmax", since=1, domain=MS)
+def qlinear_softmax(node: OnnxNode, ctx: ConversionContext) -> Lowered:
+    """QLinearSoftmax(X, X_scale, X_zp?, Y_scale, Y_zp?) -> Y quantized (softmax over axis)"""
+    opset = node.attr_int("opset")
+    axis = node.attr_int("axis", 1 if opset < 13 else -1)
+    kwargs: dict = {"axis": axis}
+    if opset < 13:
+        kwargs["flatten"] = True
+    return Lowered(qlinear_softmax_fn, inputs=[node.input(i) for i in range(5)], kwargs=kwargs)
 
 
 class QLinearPool(nn.Module):

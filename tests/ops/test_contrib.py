@@ -285,6 +285,15 @@ def test_qlinear_unary(dtype):
     check("QLinearLeakyRelu", inputs, {"alpha": 0.1}, exact=True)
 
 
+@pytest.mark.parametrize("dtype, axis, opset", [(np.uint8, -1, 13), (np.int8, -1, 13), (np.uint8, 1, 13),
+                                                (np.uint8, 1, 12)])
+def test_qlinear_softmax(dtype, axis, opset):
+    x = u8(3, 10, 4) if dtype == np.uint8 else i8(3, 10, 4)
+    inputs = {"x": x, "x_s": scalar(0.08), "x_z": np.array(128 if dtype == np.uint8 else 0, dtype),
+              "y_s": scalar(1 / 256), "y_z": np.array(0 if dtype == np.uint8 else -128, dtype)}
+    check("QLinearSoftmax", inputs, {"axis": axis, "opset": opset}, exact=True)
+
+
 def test_qlinear_concat():
     inputs = {"y_s": scalar(0.1), "y_z": np.array(128, np.uint8),
               "a": u8(1, 2, 4), "a_s": scalar(0.1), "a_z": np.array(128, np.uint8),
