@@ -8,6 +8,8 @@ inference result while ``model.train()`` turns dropout back on for fine-tuning.
 from __future__ import annotations
 
 import logging
+import math
+import struct
 
 import numpy as np
 import torch
@@ -36,7 +38,19 @@ def short_float(value: float) -> float:
     """The shortest decimal with the same float32 value: ONNX float attributes are float32, so
     ``alpha=0.01`` arrives as 0.009999999776482582; the generated code reads ``0.01`` and computes
     the same float32 number."""
-    return float(str(np.float32(value)))
+    # NOTE: without numpy, so that generated code copying this (extra_repr) needs only torch:
+    # the fewest significant digits whose float32 rounding is the same float32 number.
+    try:
+        single = struct.unpack("f", struct.pack("f", value))[0]
+    except OverflowError:  # beyond float32's range: float32 rounds it to infinity
+        return math.copysign(math.inf, value)
+    if single != single or single in (math.inf, -math.inf):
+        return single
+    for digits in range(1, 10):
+        text = f"{single:.{digits}g}"
+        if struct.unpack("f", struct.pack("f", float(text)))[0] == single:
+            return float(text)
+    return single
 
 
 def _same_f32(a: float, b: float) -> bool:
