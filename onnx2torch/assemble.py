@@ -25,7 +25,7 @@ from onnx2torch.attributes import OnnxNode
 from onnx2torch.dtypes import tensor_from_proto
 from onnx2torch.errors import ConversionError, InvalidModelError, UnsupportedOperatorError
 from onnx2torch.functions import expand_schema_function, has_schema_function, inline_local_functions
-from onnx2torch.limits import call_converter, grows_past_limit, value_bytes
+from onnx2torch.limits import call_converter, data_propagation_hazard, grows_past_limit, value_bytes
 from onnx2torch.registry import DEFAULT_DOMAINS, ConverterEntry, Lowered, lookup
 from onnx2torch.symbolic import has_symbolic, materialize, propagate
 
@@ -231,7 +231,9 @@ def infer_value_info(model: onnx.ModelProto) -> dict[str, onnx.TypeProto]:
 
     model, _ = strip_large_initializers(model)
     try:
-        inferred = onnx.shape_inference.infer_shapes(model, data_prop=True)
+        # NOTE: data propagation computes 1-D integer tensors element by element; a model that
+        # would make it compute a huge one (Range(0, 10**9)) is inferred without it.
+        inferred = onnx.shape_inference.infer_shapes(model, data_prop=data_propagation_hazard(model) is None)
     except Exception as exc:  # noqa: BLE001 - inference is advisory
         logger.info("shape inference failed (%s); converting without inferred shapes", exc)
         inferred = model

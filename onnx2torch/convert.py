@@ -11,7 +11,9 @@ from torch import nn
 import onnx2torch.ops  # noqa: F401 - registers the converters
 from onnx2torch.assemble import assemble, check_supported
 from onnx2torch.errors import OnnxLoadError
+from onnx2torch.limits import constant_limit
 from onnx2torch.simplify import simplify_model
+from onnx2torch.validate import clean_errors, load_onnx, resolve_external_data, validate_model
 
 __all__ = ["ConvertModel", "load_model"]
 
@@ -21,19 +23,15 @@ logger = logging.getLogger(__name__)
 def load_model(onnx_model: onnx.ModelProto | str | os.PathLike) -> tuple[onnx.ModelProto, str | None]:
     """The model and the folder its external data lives in (``None`` for an in-memory model)."""
     if isinstance(onnx_model, onnx.ModelProto):
+        resolve_external_data(onnx_model, None)  # refuses external files with no folder to read them from
         return onnx_model, None
     if isinstance(onnx_model, (str, os.PathLike)):
-        path = Path(onnx_model)
-        if not path.is_file():
-            raise OnnxLoadError(f"no ONNX file at '{path}'")
-        try:
-            model = onnx.load(str(path), load_external_data=True)
-        except Exception as exc:
-            raise OnnxLoadError(f"'{path}' is not a loadable ONNX model: {type(exc).__name__}: {exc}") from exc
-        return model, str(path.resolve().parent)
+        # external data is read only from inside the model's folder (onnx2torch.validate)
+        return load_onnx(Path(onnx_model))
     raise OnnxLoadError(f"expected an onnx.ModelProto or a path, got {type(onnx_model).__name__}")
 
 
+@clean_errors()  # nothing but an Onnx2TorchError escapes
 def ConvertModel(  # noqa: N802 - the name users know from the peers
     onnx_model: onnx.ModelProto | str | os.PathLike,
     *,
@@ -42,6 +40,7 @@ def ConvertModel(  # noqa: N802 - the name users know from the peers
     debug: bool = False,
     inputs: list[str] | None = None,
     outputs: list[str] | None = None,
+    max_constant_bytes: int | None = None,
 ) -> nn.Module:
     """Convert an ONNX model (a ``ModelProto`` or a path) into a ``torch.fx.GraphModule``.
 
@@ -50,10 +49,14 @@ def ConvertModel(  # noqa: N802 - the name users know from the peers
     re-shapes a model whose inputs were frozen at other sizes (see :mod:`onnx2torch.rebatch`);
     ``debug`` compares every intermediate tensor with onnxruntime after building and raises
     :class:`~onnx2torch.errors.ConversionError` at the first node that diverges.
+    ``max_constant_bytes`` caps the tensors constant folding may create (default 256 MiB, see
+    :mod:`onnx2torch.limits`); larger ones are computed at run time.  Malformed models fail in
+    :mod:`onnx2torch.validate` before conversion starts.
     ``inputs`` / ``outputs`` (tensor names of the original model) convert only the part of the
     graph computing ``outputs`` from ``inputs`` (see :mod:`onnx2torch.extract`).
     """
     model, base_dir = load_model(onnx_model)
+    model = validate_model(model)
     if inputs is not None or outputs is not None or input_shapes:
         from onnx2torch.extract import prepare_model  # noqa: PLC0415
 
@@ -63,7 +66,8 @@ def ConvertModel(  # noqa: N802 - the name users know from the peers
     check_supported(model)
     if simplify:
         model = simplify_model(model, input_shapes)
-    module = assemble(model, base_dir=base_dir)
+    with constant_limit(max_constant_bytes):
+        module = assemble(model, base_dir=base_dir)
     if debug:
         from onnx2torch.verify import find_first_divergence  # noqa: PLC0415
 

@@ -123,6 +123,13 @@ def simplify_model(
     except ImportError as exc:  # pragma: no cover - a declared dependency
         warnings.warn(f"onnxsim is not importable ({exc}); converting the unsimplified model", stacklevel=3)
         return model
+    from onnx2torch.limits import data_propagation_hazard  # noqa: PLC0415
+
+    hazard = data_propagation_hazard(model)
+    if hazard:
+        warnings.warn(f"skipping onnx-simplifier: {hazard}, which it would evaluate element by element; "
+                      "converting the unsimplified model", stacklevel=3)
+        return model
     # NOTE: onnxsim must not materialise big constants (weights made by ConstantOfShape, say):
     # folding them here costs seconds and copies; the assembler folds them in one step.
     kwargs = {"skip_fuse_bn": True, "tensor_size_threshold": "64KB"}

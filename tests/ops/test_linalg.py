@@ -303,7 +303,7 @@ def test_einsum_dtypes(dtype, equation):
 @pytest.mark.parametrize("shape", [(), (1,)], ids=["0d", "1d_one_element"])
 def test_einsum_scalar_operand(shape):
     x, y = np.array(2.5, np.float32), randn(2, 3)
-    model = single_node_model("Einsum", {"x": x, "y": y}, {"equation": ",ij->ij"}, opset=12)
+    model = single_node_model("Einsum", {"x": x, "y": y}, {"equation": ",ij->ij"}, outputs=["z"], opset=12)
     model_scalar = single_node_model("Einsum", {"x": x}, {"equation": "->"}, opset=12)
     (got,) = convert_and_run(model, {"x": x.reshape(shape), "y": y})
     np.testing.assert_allclose(got, 2.5 * y, rtol=1e-6)
