@@ -9,12 +9,14 @@ from onnx2torch.errors import (
     UnsupportedOperatorError,
     VerificationError,
 )
+from onnx2torch.export_code import export_code
 from onnx2torch.verify import VerificationReport, verify
 
 __version__ = "0.1.0"
 
 __all__ = [
     "ConvertModel",
+    "export_code",
     "custom_op",
     "verify",
     "VerificationReport",
