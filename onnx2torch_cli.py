@@ -1,6 +1,7 @@
 """Command line: convert an ONNX model to PyTorch and verify it against onnxruntime.
 
     python onnx2torch_cli.py --onnx_path m.onnx --pytorch_path m.pth --input_shape input:1,3,224,224
+    python onnx2torch_cli.py --onnx_path m.onnx --code_path out/m.py   # standalone source + out/m.pt
 
 Exit status: 0 verified, 1 verification failed, 2 bad usage or unconvertible model.
 """
@@ -47,6 +48,9 @@ def _build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--onnx_path", required=True, help="the ONNX model to convert")
     parser.add_argument("--pytorch_path", help="where to torch.save the converted module (.pth)")
+    parser.add_argument("--code_path", metavar="OUT/NAME.py",
+                        help="write the model as standalone PyTorch source (needs only torch) with its "
+                             "weights beside it (NAME.pt); load with NAME.load_model()")
     parser.add_argument(
         "--input_shape", nargs="+", action="extend", metavar="NAME:D0,D1,...",
         help="shape of a model input, one per input (repeat the flag or list them); fixes the "
@@ -119,6 +123,13 @@ def _run(args: argparse.Namespace) -> int:
     if args.pytorch_path:
         _atomic_save(module, args.pytorch_path, torch.save)
         print(f"saved {args.pytorch_path} (load with torch.load(path, weights_only=False))")
+    if args.code_path:
+        from onnx2torch.export_code import export_code  # noqa: PLC0415
+        from onnx2torch.verify import _torch_args  # noqa: PLC0415
+
+        code, weights = export_code(module, args.code_path, example_inputs=_torch_args(module, model, inputs))
+        stem = os.path.splitext(os.path.basename(code))[0]
+        print(f"wrote {code} and {weights} (standalone: from {stem} import load_model)")
     if report.passed(args.mse_threshold):
         return EXIT_OK
     if args.debug:
