@@ -89,9 +89,9 @@ def main() -> int:
     parser.add_argument("--filter", default="")
     parser.add_argument("--opset", type=int, default=15)
     args = parser.parse_args()
-    import numpy as np  # noqa: PLC0415
-    import tensorflow as tf  # noqa: PLC0415
-    import tf2onnx  # noqa: PLC0415
+    import numpy as np
+    import tensorflow as tf
+    import tf2onnx
 
     out_dir = Path(args.work) / "keras"
     out_dir.mkdir(parents=True, exist_ok=True)

@@ -48,15 +48,14 @@ from pathlib import Path
 import numpy as np
 import onnx
 import torch
-from onnx import TensorProto
+from onnx import TensorProto, numpy_helper
 from onnx import helper as oh
-from onnx import numpy_helper
 from torch import nn
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from onnx2torch import ConvertModel  # noqa: E402
+from onnx2torch import ConvertModel
 
 CAFFE2 = "Caffe2 zoo (onnx package)"
 TORCHSCRIPT = "torch.onnx TorchScript exporter"
@@ -488,7 +487,7 @@ class WaveformModel(nn.Module):
 
 
 def _hf_model(name: str) -> nn.Module:
-    import transformers  # noqa: PLC0415
+    import transformers
 
     model_cls, config_cls, kwargs, _, _ = HF_MODELS[name]
     config = getattr(transformers, config_cls)(**kwargs)
@@ -578,8 +577,12 @@ class RandomReader:
 
 def _ort_quant_builder(base: Entry, mode: str) -> Callable[[Path], None]:
     def build(path: Path) -> None:
-        from onnxruntime.quantization import (  # noqa: PLC0415
-            QuantFormat, QuantType, quantize_dynamic, quantize_static)
+        from onnxruntime.quantization import (
+            QuantFormat,
+            QuantType,
+            quantize_dynamic,
+            quantize_static,
+        )
 
         src = WORK / base.file
         ensure_built(base)
@@ -590,12 +593,21 @@ def _ort_quant_builder(base: Entry, mode: str) -> Callable[[Path], None]:
                 quantize_dynamic(str(src), str(path), weight_type=QuantType.QUInt8, per_channel=True)
             elif mode in ("qdq", "qoperator"):
                 fmt = QuantFormat.QDQ if mode == "qdq" else QuantFormat.QOperator
+                # NOTE: in QDQ form Softmax stays float: onnxruntime's default optimizations turn a
+                # DequantizeLinear -> Softmax -> QuantizeLinear group into its lookup-table
+                # QLinearSoftmax, one quantization step away from the float softmax the ONNX graph
+                # defines (the QOperator form, which writes QLinearSoftmax itself, keeps it).
+                # Resize stays float in both: interpolating 8-bit integers has no ONNX-defined rounding.
+                skip = {"Softmax", "Resize"} if mode == "qdq" else {"Resize"}
+                ops = sorted({n.op_type for n in onnx.load(str(src), load_external_data=False).graph.node} - skip)
                 quantize_static(str(src), str(path), RandomReader(src, base.spec), quant_format=fmt,
                                 activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
-                                per_channel=mode == "qdq")
+                                per_channel=mode == "qdq", op_types_to_quantize=ops)
             elif mode == "nbits":
-                from onnxruntime.quantization.matmul_nbits_quantizer import (  # noqa: PLC0415
-                    DefaultWeightOnlyQuantConfig, MatMulNBitsQuantizer)
+                from onnxruntime.quantization.matmul_nbits_quantizer import (
+                    DefaultWeightOnlyQuantConfig,
+                    MatMulNBitsQuantizer,
+                )
 
                 model = onnx.load(str(src))
                 quantizer = MatMulNBitsQuantizer(model, algo_config=DefaultWeightOnlyQuantConfig(
@@ -610,7 +622,7 @@ def _ort_quant_builder(base: Entry, mode: str) -> Callable[[Path], None]:
 
 def _fp16_builder(base: Entry) -> Callable[[Path], None]:
     def build(path: Path) -> None:
-        from onnxruntime.transformers.float16 import convert_float_to_float16  # noqa: PLC0415
+        from onnxruntime.transformers.float16 import convert_float_to_float16
 
         ensure_built(base)
         with _quiet():
@@ -622,7 +634,7 @@ def _fp16_builder(base: Entry) -> Callable[[Path], None]:
 
 def _transformers_optimizer_builder(base: Entry, model_type: str, fp16: bool = False) -> Callable[[Path], None]:
     def build(path: Path) -> None:
-        from onnxruntime.transformers.optimizer import optimize_model  # noqa: PLC0415
+        from onnxruntime.transformers.optimizer import optimize_model
 
         ensure_built(base)
         with _quiet():
@@ -639,7 +651,7 @@ def _graph_optimizer_builder(base: Entry) -> Callable[[Path], None]:
     writes: FusedConv, FusedGemm, FusedMatMul, Gelu, BiasGelu, SkipLayerNormalization, ...)."""
 
     def build(path: Path) -> None:
-        import onnxruntime as ort  # noqa: PLC0415
+        import onnxruntime as ort
 
         ensure_built(base)
         options = ort.SessionOptions()
@@ -653,7 +665,7 @@ def _graph_optimizer_builder(base: Entry) -> Callable[[Path], None]:
 
 def _bert_segments_builder(path: Path) -> None:
     """BERT with token_type_ids and eager attention: the pattern the optimizer fuses fully."""
-    import transformers  # noqa: PLC0415
+    import transformers
 
     config = transformers.BertConfig(**BERT_LIKE, attn_implementation="eager")
     torch.manual_seed(0)
@@ -667,7 +679,7 @@ def _eager_builder(name: str) -> Callable[[Path], None]:
     """A transformers model with eager attention (the optimizer's Attention patterns), TorchScript."""
 
     def build(path: Path) -> None:
-        import transformers  # noqa: PLC0415
+        import transformers
 
         model_cls, config_cls, kwargs, _, _ = HF_MODELS[name]
         config = getattr(transformers, config_cls)(**kwargs, attn_implementation="eager")
@@ -821,7 +833,7 @@ def build_lstm_computed_weights(path: Path) -> None:
 
 def build_external_data(path: Path) -> None:
     """A GPT-2 shaped model of about 100 MB whose weights live in a separate file."""
-    import transformers  # noqa: PLC0415
+    import transformers
 
     config = transformers.GPT2Config(vocab_size=8000, n_embd=384, n_layer=6, n_head=6, n_positions=128, use_cache=False,
                                      bos_token_id=0, eos_token_id=0)
@@ -1012,7 +1024,7 @@ def _median_ms(fn: Callable[[], object], reps: int = 5) -> float:
 
 
 def evaluate(entry: Entry, threads: int) -> dict:
-    import onnxruntime as ort  # noqa: PLC0415
+    import onnxruntime as ort
 
     path = WORK / entry.file
     row = {"model": entry.name, "source": entry.source, "opset": "", "status": "FAIL", "mse": "", "max_abs": "",
@@ -1065,7 +1077,9 @@ def evaluate(entry: Entry, threads: int) -> dict:
             except Exception as exc:  # noqa: BLE001
                 return f"FAIL {type(exc).__name__}: {str(exc).strip().splitlines()[0][:80]}"
             e2, why2 = _errors(ref2, got2)
-            return "ok" if e2 and e2["rel"] <= tol else f"MISMATCH {why2 or 'rel %.1e' % e2['rel']}"
+            if e2 and e2["rel"] <= tol:
+                return "ok"
+            return f"MISMATCH {why2}" if e2 is None else f"MISMATCH rel {e2['rel']:.1e}"
 
         if entry.spec.get("batch2", True) and dims and not dims[0].HasField("dim_value"):
             row["batch2"] = rerun(make_feeds(model, entry.spec, batch=2))
@@ -1090,7 +1104,7 @@ def write_manifest(entries: list[Entry], out: Path) -> None:
 
 
 def write_results(rows: list[dict], entries: list[Entry], out: Path, threads: int) -> None:
-    import onnxruntime  # noqa: PLC0415
+    import onnxruntime
 
     passed = [r for r in rows if r["status"] == "ok" and not r["batch2"].startswith(("MISMATCH", "FAIL"))
               and not r["other_size"].startswith(("MISMATCH", "FAIL"))]
@@ -1106,11 +1120,11 @@ def write_results(rows: list[dict], entries: list[Entry], out: Path, threads: in
         "measures it. `batch 2` reruns at batch 2 where the batch dimension is symbolic; `other size` reruns",
         "at another sequence length / image size / sample count where those are symbolic. Latency is the",
         f"median of 5 runs at batch 1 with {threads} threads for both (converted model in `torch.inference_mode`),",
-        f"on a shared 2-core machine. torch {torch.__version__}, onnx {onnx.__version__}, "
-        f"onnxruntime {onnxruntime.__version__}.",
+        (f"on a shared 2-core machine. torch {torch.__version__}, onnx {onnx.__version__}, "
+         f"onnxruntime {onnxruntime.__version__}."),
         "",
-        f"**{len(passed)} / {len(rows)} models from {len(sources)} sources convert and match** "
-        f"(at batch 1, batch 2 and other sizes where they apply).",
+        (f"**{len(passed)} / {len(rows)} models from {len(sources)} sources convert and match** "
+         f"(at batch 1, batch 2 and other sizes where they apply)."),
         "",
         "| source | models | pass |",
         "|---|---|---|",
@@ -1141,6 +1155,7 @@ def main() -> int:
     parser.add_argument("--filter", default="", help="only models whose name contains this (comma-separated: any)")
     parser.add_argument("--manifest", default="", help="write a ../shared/bench/models.py manifest here")
     parser.add_argument("--build-only", action="store_true")
+    parser.add_argument("--no-build", action="store_true", help="evaluate only the models already built")
     parser.add_argument("--no-transformers", action="store_true")
     parser.add_argument("--threads", type=int, default=2)
     args = parser.parse_args()
@@ -1150,14 +1165,15 @@ def main() -> int:
     with_hf = not args.no_transformers
     if with_hf:
         try:
-            import transformers  # noqa: F401, PLC0415
+            import transformers  # noqa: F401
         except ImportError:
             print("transformers is not installed: its models are left out")
             with_hf = False
     filters = [f for f in args.filter.split(",") if f]
     entries = [e for e in corpus(WORK, with_hf) if not filters or any(f in e.name for f in filters)]
     for entry in entries:
-        ensure_built(entry)
+        if not args.no_build:
+            ensure_built(entry)
     built = [e for e in entries if (WORK / e.file).exists()]
     if args.manifest:
         write_manifest(built, Path(args.manifest))

@@ -32,17 +32,17 @@ from onnx2torch.ops.quantize import onnx_dynamic_quantize_linear
 from onnx2torch.registry import Lowered, converter
 
 __all__ = [
-    "EmbedOutputs",
-    "FusedActivation",
-    "HardSigmoidAB",
-    "QLinearPool",
-    "QuantizedLSTMOutputs",
-    "SkipNormWithSum",
     "ContribAttention",
     "ContribMultiHeadAttention",
     "ContribRotaryEmbedding",
     "EmbedLayerNorm",
+    "EmbedOutputs",
+    "FusedActivation",
+    "HardSigmoidAB",
+    "QLinearPool",
     "QuantizedLSTM",
+    "QuantizedLSTMOutputs",
+    "SkipNormWithSum",
     "attention",
     "bias_add",
     "bias_add_fn",
@@ -80,9 +80,9 @@ __all__ = [
     "qlinear_mul",
     "qlinear_mul_fn",
     "qlinear_sigmoid",
+    "qlinear_sigmoid_fn",
     "qlinear_softmax",
     "qlinear_softmax_fn",
-    "qlinear_sigmoid_fn",
     "quantize_linear_ms",
     "quick_gelu",
     "quick_gelu_fn",
@@ -741,7 +741,7 @@ class FusedActivation(nn.Module):
 @converter("FusedConv", since=1, domain=MS)
 def fused_conv(node: OnnxNode, ctx: ConversionContext) -> Lowered:
     """FusedConv(X, W, B?, Z?) -> Y = activation(Conv(X, W, B) + Z)"""
-    from onnx2torch.ops.conv import conv  # noqa: PLC0415
+    from onnx2torch.ops.conv import conv
 
     activation = _activation(node, node.attr_str("activation", "") or "", node.attr("activation_params", None) or [])
     standard = _standard_node(node, "Conv", 11, drop=("activation", "activation_params"),
@@ -757,7 +757,7 @@ def fused_conv(node: OnnxNode, ctx: ConversionContext) -> Lowered:
 @converter("FusedGemm", since=1, domain=MS)
 def fused_gemm(node: OnnxNode, ctx: ConversionContext) -> Lowered:
     """FusedGemm(A, B, C?) -> Y = activation(alpha * A' @ B' + beta * C)"""
-    from onnx2torch.ops.linalg import gemm  # noqa: PLC0415
+    from onnx2torch.ops.linalg import gemm
 
     name = node.attr_str("activation", "") or ""
     params = [v for v in (node.attr("activation_alpha", None), node.attr("activation_beta", None)) if v is not None]
@@ -799,7 +799,7 @@ def fused_matmul(node: OnnxNode, ctx: ConversionContext) -> Lowered:
     weight = ctx.constant(node.input(1))
     if (not kwargs.get("trans_a") and alpha == 1.0 and weight is not None and weight.dim() == 2
             and weight.is_floating_point() and not ctx.is_constant(node.input(0))):
-        from onnx2torch.ops.linalg import _linear  # noqa: PLC0415
+        from onnx2torch.ops.linalg import _linear
 
         w = weight if kwargs.get("trans_b") else weight.t()
         return Lowered(_linear(w, None), inputs=[node.input(0)])
@@ -1035,7 +1035,7 @@ class QLinearPool(nn.Module):
 @converter("QLinearAveragePool", since=1, domain=MS)
 def qlinear_average_pool(node: OnnxNode, ctx: ConversionContext) -> Lowered:
     """QLinearAveragePool(X, x_scale, x_zp?, y_scale, y_zp?) -> Y = quantize(AveragePool(dequantize(X)))"""
-    from onnx2torch.ops.pool import average_pool  # noqa: PLC0415
+    from onnx2torch.ops.pool import average_pool
 
     channels_last = bool(node.attr_int("channels_last", 0))
     if channels_last:
@@ -1135,7 +1135,7 @@ def matmul_integer_to_float(node: OnnxNode, ctx: ConversionContext) -> Lowered:
 @converter("QuantizeLinear", since=1, domain=MS)
 def quantize_linear_ms(node: OnnxNode, ctx: ConversionContext) -> Lowered:
     """QuantizeLinear(x, y_scale, y_zero_point?) -> y  [com.microsoft: the opset-21 operator]"""
-    from onnx2torch.ops.quantize import quantize_linear  # noqa: PLC0415
+    from onnx2torch.ops.quantize import quantize_linear
 
     return quantize_linear(_standard_node(node, "QuantizeLinear", 21), ctx)
 
@@ -1143,7 +1143,7 @@ def quantize_linear_ms(node: OnnxNode, ctx: ConversionContext) -> Lowered:
 @converter("DequantizeLinear", since=1, domain=MS)
 def dequantize_linear_ms(node: OnnxNode, ctx: ConversionContext) -> Lowered:
     """DequantizeLinear(x, x_scale, x_zero_point?) -> y  [com.microsoft: the opset-21 operator]"""
-    from onnx2torch.ops.quantize import dequantize_linear  # noqa: PLC0415
+    from onnx2torch.ops.quantize import dequantize_linear
 
     return dequantize_linear(_standard_node(node, "DequantizeLinear", 21), ctx)
 

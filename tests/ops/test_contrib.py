@@ -9,7 +9,12 @@ from onnx import TensorProto, numpy_helper
 
 from onnx2torch import ConvertModel
 from onnx2torch.errors import UnsupportedOperatorError
-from tests.helpers import NP_TO_ONNX, assert_matches_ort, convert_and_run, single_node_model
+from tests.helpers import (
+    NP_TO_ONNX,
+    assert_matches_ort,
+    convert_and_run,
+    single_node_model,
+)
 
 MS = "com.microsoft"
 rng = np.random.default_rng(0)
