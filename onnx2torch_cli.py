@@ -8,11 +8,13 @@ Exit status: 0 verified, 1 verification failed, 2 bad usage or unconvertible mod
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import sys
 import tempfile
 import time
 import traceback
+import warnings
 
 __all__ = ["main", "parse_input_shapes"]
 
@@ -68,6 +70,9 @@ def _build_parser() -> argparse.ArgumentParser:
                         help="find the first node whose output diverges from onnxruntime; show tracebacks")
     parser.add_argument("--mse_threshold", type=float, default=1e-7,
                         help="verification passes when every output's MSE is at most this (default 1e-7)")
+    parser.add_argument("--max_constant_bytes", type=int, default=None, metavar="N",
+                        help="largest tensor constant folding may create (default 256 MiB); bigger ones "
+                             "are computed at run time")
     return parser
 
 
@@ -86,6 +91,68 @@ def _atomic_save(obj, path: str, save) -> None:
         raise
 
 
+def _one_line(exc: BaseException) -> str:
+    """An exception's message on one line (its type when it has none)."""
+    text = " ".join(str(exc).split())
+    return text or type(exc).__name__
+
+
+def _show_warning(message, category, filename, lineno, file=None, line=None) -> None:
+    """Warnings as one line each, without the source line Python prints under them."""
+    print(f"onnx2torch: warning: {' '.join(str(message).split())}", file=sys.stderr)
+
+
+#: Random inputs for verification larger than this are refused (a declared 10**6 x 10**6 input).
+MAX_VERIFY_INPUT_BYTES = 2 * 2**30
+
+
+def _check_input_sizes(model, input_shapes: dict[str, list[int]] | None) -> None:
+    """Refuse verification inputs that would not fit in memory, before making them."""
+    import math  # noqa: PLC0415
+
+    import onnx  # noqa: PLC0415
+
+    initializers = {t.name for t in model.graph.initializer}
+    total = 0
+    for value in model.graph.input:
+        if value.name in initializers:
+            continue
+        tt = value.type.tensor_type
+        if input_shapes and value.name in input_shapes:
+            dims = input_shapes[value.name]
+        else:
+            dims = [d.dim_value if d.HasField("dim_value") else 1 for d in tt.shape.dim]
+        try:
+            itemsize = onnx.helper.tensor_dtype_to_np_dtype(tt.elem_type).itemsize
+        except Exception:  # noqa: BLE001 - an exotic type: make_inputs names it
+            itemsize = 8
+        total += math.prod(max(int(d), 0) for d in dims) * itemsize
+    if total > MAX_VERIFY_INPUT_BYTES:
+        raise UsageError(f"verification would need {total / 2**30:.1f} GiB of random inputs (the model's declared "
+                         "input shapes); give smaller --input_shape values")
+
+
+def _save_outputs(args: argparse.Namespace, module, simplified) -> None:
+    """Write the verified outputs; if a later one fails, remove the earlier ones written now."""
+    import onnx  # noqa: PLC0415
+    import torch  # noqa: PLC0415
+
+    written = []
+    try:
+        if args.pytorch_path:
+            _atomic_save(module, args.pytorch_path, torch.save)
+            written.append(args.pytorch_path)
+            print(f"saved {args.pytorch_path} (load with torch.load(path, weights_only=False))")
+        if args.simplify_path:
+            _atomic_save(simplified, args.simplify_path, lambda m, p: onnx.save(m, p))
+            written.append(args.simplify_path)
+    except BaseException:
+        for path in written:
+            with contextlib.suppress(OSError):
+                os.unlink(path)
+        raise
+
+
 def _run(args: argparse.Namespace) -> int:
     import onnx  # noqa: PLC0415
     import torch  # noqa: PLC0415
@@ -93,12 +160,15 @@ def _run(args: argparse.Namespace) -> int:
     from onnx2torch.assemble import assemble, check_supported  # noqa: PLC0415
     from onnx2torch.convert import load_model  # noqa: PLC0415
     from onnx2torch.extract import prepare_model  # noqa: PLC0415
+    from onnx2torch.limits import constant_limit  # noqa: PLC0415
     from onnx2torch.simplify import simplify_model  # noqa: PLC0415
+    from onnx2torch.validate import validate_model  # noqa: PLC0415
     from onnx2torch.verify import find_first_divergence, make_inputs, verify  # noqa: PLC0415
 
     input_shapes = parse_input_shapes(args.input_shape)
     started = time.perf_counter()
     model, base_dir = load_model(args.onnx_path)
+    model = validate_model(model)  # a malformed model fails here, with the reason
     if args.inputs or args.outputs:  # the part, then everything below works on it
         model, notes = prepare_model(model, inputs=args.inputs, outputs=args.outputs)
         print("\n".join(notes))
@@ -111,18 +181,25 @@ def _run(args: argparse.Namespace) -> int:
         print("\n".join(notes))
     check_supported(model)
     simplified = model if args.no_simplify else simplify_model(model, input_shapes)
-    if args.simplify_path:
-        _atomic_save(simplified, args.simplify_path, lambda m, p: onnx.save(m, p))
-    module = assemble(simplified, base_dir=base_dir)
+    with constant_limit(args.max_constant_bytes):
+        module = assemble(simplified, base_dir=base_dir)
     elapsed = time.perf_counter() - started
     print(f"converted {args.onnx_path} in {elapsed:.2f} s ({len(simplified.graph.node)} nodes after simplification)")
 
-    inputs = make_inputs(model, input_shapes)
-    report = verify(model, module, inputs)
+    _check_input_sizes(model, input_shapes)
+    try:
+        inputs = make_inputs(model, input_shapes)
+        report = verify(model, module, inputs)
+    except Exception as exc:  # noqa: BLE001 - converted, but it cannot be compared: not verified
+        if args.debug:
+            traceback.print_exc()
+        print(f"onnx2torch: verification failed: {_one_line(exc)}; nothing was saved", file=sys.stderr)
+        return EXIT_MISMATCH
     print(report.format(args.mse_threshold))
-    if args.pytorch_path:
-        _atomic_save(module, args.pytorch_path, torch.save)
-        print(f"saved {args.pytorch_path} (load with torch.load(path, weights_only=False))")
+    if report.passed(args.mse_threshold):
+        _save_outputs(args, module, simplified)  # only a verified conversion leaves files behind
+    elif args.pytorch_path or args.simplify_path:
+        print("nothing was saved: verification failed (a larger --mse_threshold accepts the result)")
     if args.code_path:
         from onnx2torch.export_code import export_code  # noqa: PLC0415
         from onnx2torch.verify import _torch_args  # noqa: PLC0415
@@ -143,17 +220,20 @@ def main(argv: list[str] | None = None) -> int:
     from onnx2torch.errors import Onnx2TorchError  # noqa: PLC0415
 
     try:
-        return _run(args)
+        with warnings.catch_warnings():
+            if not args.debug:
+                warnings.showwarning = _show_warning
+            return _run(args)
     except (Onnx2TorchError, UsageError) as exc:
         if args.debug:
             traceback.print_exc()
-        print(f"onnx2torch: error: {exc}", file=sys.stderr)
+        print(f"onnx2torch: error: {_one_line(exc)}", file=sys.stderr)
         return EXIT_UNCONVERTIBLE
     except Exception as exc:  # noqa: BLE001 - never a raw traceback without --debug
         if args.debug:
             traceback.print_exc()
-        print(f"onnx2torch: error: unexpected {type(exc).__name__}: {exc} (rerun with --debug for the traceback)",
-              file=sys.stderr)
+        print(f"onnx2torch: error: unexpected {type(exc).__name__}: {_one_line(exc)} (rerun with --debug for the "
+              "traceback)", file=sys.stderr)
         return EXIT_UNCONVERTIBLE
 
 
