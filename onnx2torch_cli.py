@@ -199,7 +199,8 @@ def _run(args: argparse.Namespace) -> int:
     if report.passed(args.mse_threshold):
         _save_outputs(args, module, simplified)  # only a verified conversion leaves files behind
     elif args.pytorch_path or args.simplify_path:
-        print("nothing was saved: verification failed (a larger --mse_threshold accepts the result)")
+        skipped = ", ".join(p for p in (args.pytorch_path, args.simplify_path) if p)
+        print(f"not saving {skipped}: verification failed (a larger --mse_threshold accepts the result)")
     if args.code_path:
         from onnx2torch.export_code import export_code  # noqa: PLC0415
         from onnx2torch.verify import _torch_args  # noqa: PLC0415

@@ -19,6 +19,10 @@ import onnx
 
 __all__ = ["simplify_model", "strip_large_initializers", "restore_initializers"]
 
+# NOTE: warnings point at the line that called ConvertModel: simplify_model <- ConvertModel <-
+# its error guard (onnx2torch.validate.clean_errors) <- the caller.
+_STACKLEVEL = 4
+
 #: Initializers with more elements than this are kept out of onnxsim and shape inference.
 LARGE_INITIALIZER = 1024
 
@@ -121,14 +125,14 @@ def simplify_model(
     try:
         import onnxsim  # noqa: PLC0415
     except ImportError as exc:  # pragma: no cover - a declared dependency
-        warnings.warn(f"onnxsim is not importable ({exc}); converting the unsimplified model", stacklevel=3)
+        warnings.warn(f"onnxsim is not importable ({exc}); converting the unsimplified model", stacklevel=_STACKLEVEL)
         return model
     from onnx2torch.limits import data_propagation_hazard  # noqa: PLC0415
 
     hazard = data_propagation_hazard(model)
     if hazard:
         warnings.warn(f"skipping onnx-simplifier: {hazard}, which it would evaluate element by element; "
-                      "converting the unsimplified model", stacklevel=3)
+                      "converting the unsimplified model", stacklevel=_STACKLEVEL)
         return model
     # NOTE: onnxsim must not materialise big constants (weights made by ConstantOfShape, say):
     # folding them here costs seconds and copies; the assembler folds them in one step.
@@ -144,10 +148,10 @@ def simplify_model(
         warnings.warn(
             f"onnx-simplifier could not simplify this model ({type(exc).__name__}: "
             f"{str(exc).splitlines()[0] if str(exc) else ''}); converting the unsimplified model",
-            stacklevel=3,
+            stacklevel=_STACKLEVEL,
         )
         return model
     if not ok:
-        warnings.warn("onnx-simplifier's check failed; converting the unsimplified model", stacklevel=3)
+        warnings.warn("onnx-simplifier's check failed; converting the unsimplified model", stacklevel=_STACKLEVEL)
         return model
     return restore_initializers(simplified, stash, {v.name for v in model.graph.input})
