@@ -17,6 +17,12 @@ integer drops the high bits, anything -> bool is ``!= 0``.  Three families need 
   onnxruntime does; the reference rounds a few of those edge values differently).
 
 float6 and string casts have no torch carrier and are refused.
+
+A cast to the graph's main float type (the float type most of its initializer elements have,
+float32 when there are none) follows the module's dtype instead: it casts to the dtype of a
+zero-size reference buffer, which ``model.half()`` / ``.bfloat16()`` / ``.double()`` convert with
+the weights.  As converted the result is exactly the ONNX type; after ``model.half()`` the casts an
+exporter wrote to float32 produce float16 and do not force float32 back into the model.
 """
 from __future__ import annotations
 
@@ -31,7 +37,8 @@ from onnx2torch.attributes import OnnxNode
 from onnx2torch.dtypes import torch_dtype
 from onnx2torch.registry import Lowered, converter
 
-__all__ = ["cast_to_float8", "cast_to_float8e8m0", "cast_to_small_int", "cast_to_float4", "cast_like"]
+__all__ = ["cast_to_float8", "cast_to_float8e8m0", "cast_to_small_int", "cast_to_float4", "cast_like",
+           "to_model_float"]
 
 logger = logging.getLogger(__name__)
 
@@ -147,6 +154,43 @@ def _lower_cast(node: OnnxNode, to: int, saturate: bool, inputs: list[str] | Non
     return Lowered(torch.Tensor.to, inputs=inputs, kwargs={"dtype": dtype})
 
 
+#: The ONNX name of the zero-size buffer whose dtype the casts to the main float type follow.
+DTYPE_REFERENCE = "float_dtype_reference"
+_FLOAT_TYPES = (torch.float16, torch.bfloat16, torch.float32, torch.float64)
+
+
+def to_model_float(x: torch.Tensor, reference: torch.Tensor) -> torch.Tensor:
+    """Cast to the model's float type: the dtype of ``reference``, a zero-size buffer converted
+    with the weights by ``model.half()`` / ``.bfloat16()`` / ``.to(dtype)``."""
+    return x.to(reference.dtype)
+
+
+def _main_float(ctx: ConversionContext) -> torch.dtype:
+    """The float type most initializer elements have (float32 when there are none)."""
+    counts: dict[torch.dtype, int] = {}
+    for value in ctx.constants.values():
+        if isinstance(value, torch.Tensor) and value.dtype in _FLOAT_TYPES:
+            counts[value.dtype] = counts.get(value.dtype, 0) + value.numel()
+    return max(counts, key=lambda dtype: (counts[dtype], dtype == torch.float32)) if counts else torch.float32
+
+
+def _follow_model_dtype(node: OnnxNode, ctx: ConversionContext, to: int, source: str) -> Lowered | None:
+    """A cast to the main float type as :func:`to_model_float`, or None for other targets."""
+    if to not in (_TP.FLOAT, _TP.FLOAT16, _TP.BFLOAT16, _TP.DOUBLE):
+        return None  # float4 travels as float32 but is not the model's float type
+    dtype = torch_dtype(to)
+    reference = ctx.constant(DTYPE_REFERENCE)
+    if reference is None:
+        main = _main_float(ctx)
+        if dtype != main:
+            return None
+        reference = torch.empty(0, dtype=main)
+        ctx.constants[DTYPE_REFERENCE] = reference
+    if dtype != reference.dtype:
+        return None
+    return Lowered(to_model_float, inputs=[source, DTYPE_REFERENCE])
+
+
 def _target_type(node: OnnxNode) -> int:
     to = node.attr("to")
     if isinstance(to, str):  # opset 1 spells the type: "FLOAT", "INT64" ...
@@ -166,22 +210,26 @@ def _check_source(node: OnnxNode, ctx: ConversionContext) -> None:
 def cast(node: OnnxNode, ctx: ConversionContext) -> Lowered:
     """Cast(input) -> output = input as type `to`"""
     _check_source(node, ctx)
-    return _lower_cast(node, _target_type(node), saturate=True)
+    to = _target_type(node)
+    return _follow_model_dtype(node, ctx, to, node.input(0)) or _lower_cast(node, to, saturate=True)
 
 
 @converter("Cast", since=19)
 def cast_19(node: OnnxNode, ctx: ConversionContext) -> Lowered:
     """Cast(input) -> output = input as type `to` (float8 targets follow `saturate`)"""
     _check_source(node, ctx)
-    return _lower_cast(node, _target_type(node), saturate=bool(node.attr_int("saturate", 1)))
+    to = _target_type(node)
+    return _follow_model_dtype(node, ctx, to, node.input(0)) or _lower_cast(
+        node, to, saturate=bool(node.attr_int("saturate", 1)))
 
 
 @converter("Cast", since=24)
 def cast_24(node: OnnxNode, ctx: ConversionContext) -> Lowered:
     """Cast(input) -> output = input as type `to` (float8e8m0 targets follow `round_mode`)"""
     _check_source(node, ctx)
-    return _lower_cast(node, _target_type(node), saturate=bool(node.attr_int("saturate", 1)),
-                       round_mode=node.attr_str("round_mode", "up"))
+    to = _target_type(node)
+    return _follow_model_dtype(node, ctx, to, node.input(0)) or _lower_cast(
+        node, to, saturate=bool(node.attr_int("saturate", 1)), round_mode=node.attr_str("round_mode", "up"))
 
 
 def cast_like(x: torch.Tensor, like: torch.Tensor, saturate: bool = True, round_mode: str = "up") -> torch.Tensor:
@@ -198,6 +246,10 @@ def cast_like(x: torch.Tensor, like: torch.Tensor, saturate: bool = True, round_
 def _cast_like(node: OnnxNode, ctx: ConversionContext, saturate: bool, round_mode: str = "up") -> Lowered:
     _check_source(node, ctx)
     to = ctx.elem_type(node.input(1))
+    if to is not None and _follow_model_dtype(node, ctx, to, node.input(0)) is not None:
+        if not ctx.is_constant(node.input(1)):
+            return Lowered(cast_like, inputs=node.inputs[:2], kwargs={"saturate": saturate, "round_mode": round_mode})
+        return _follow_model_dtype(node, ctx, to, node.input(0))
     if to is None:
         return Lowered(cast_like, inputs=node.inputs[:2], kwargs={"saturate": saturate, "round_mode": round_mode})
     return _lower_cast(node, to, saturate, inputs=[node.input(0)], round_mode=round_mode)
