@@ -62,7 +62,7 @@ class NonMaxSuppression(nn.Module):
             suppresses = _suppression_matrix(corners, iou)
             for c in range(scores.shape[1]):
                 class_scores = scores[b, c]
-                candidates = torch.arange(class_scores.shape[0])
+                candidates = torch.arange(class_scores.shape[0], device=class_scores.device)
                 if use_score:
                     candidates = candidates[class_scores > score_threshold.reshape(-1)[0]]
                 # NOTE: highest score first; equal scores keep the lower box index first.
@@ -75,7 +75,7 @@ class NonMaxSuppression(nn.Module):
                         continue
                     kept.append(idx)
                     selected.append([b, c, idx])
-        return torch.tensor(selected, dtype=torch.int64).reshape(-1, 3)
+        return torch.tensor(selected, dtype=torch.int64, device=boxes.device).reshape(-1, 3)
 
 
 @converter("NonMaxSuppression", since=10)
