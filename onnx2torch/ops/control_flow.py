@@ -84,12 +84,13 @@ class LoopModule(nn.Module):
         carried = list(args[: self.num_carried])
         outer = args[self.num_carried:]
         limit = None if max_trip is None else int(max_trip.reshape(-1)[0])
-        keep_going = torch.tensor(True) if cond is None else cond.reshape(()).to(torch.bool)
+        device = next((t.device for t in (max_trip, cond, *args) if isinstance(t, torch.Tensor)), None)
+        keep_going = torch.tensor(True, device=device) if cond is None else cond.reshape(()).to(torch.bool)
         scans: list[list[torch.Tensor]] = [[] for _ in range(self.num_scan)]
         i = 0
         while (limit is None or i < limit) and bool(keep_going):
-            out = self.body(torch.tensor(i, dtype=torch.int64), keep_going, *carried, *outer)
-            keep_going = out[0].reshape(()) if isinstance(out[0], torch.Tensor) else torch.tensor(bool(out[0]))
+            out = self.body(torch.tensor(i, dtype=torch.int64, device=device), keep_going, *carried, *outer)
+            keep_going = out[0].reshape(()) if isinstance(out[0], torch.Tensor) else torch.tensor(bool(out[0]), device=device)
             carried = list(out[1: 1 + self.num_carried])
             for k, value in enumerate(out[1 + self.num_carried:]):
                 scans[k].append(value)
