@@ -118,6 +118,30 @@ def _subgraph_reads(graph: onnx.GraphProto) -> set[str]:
     return names
 
 
+def _without_declared_sizes(model: onnx.ModelProto) -> onnx.ModelProto:
+    """A copy whose graph outputs and value_info keep element types and ranks but not the sizes
+    they declare.
+
+    Exporters sometimes declare a dimension that the graph computes from a symbolic input
+    dimension as the traced size (torch's dynamo exporter does around batch-first LSTMs); onnxsim
+    would trust the declaration and fold it into a Reshape target, freezing that dimension.
+    Inference recomputes every size the graph determines."""
+    def fixed(output: onnx.ValueInfoProto) -> bool:
+        tt = output.type.tensor_type if output.type.HasField("tensor_type") else None
+        return tt is not None and any(d.HasField("dim_value") for d in tt.shape.dim)
+
+    if not any(fixed(v) for v in list(model.graph.output) + list(model.graph.value_info)):
+        return model
+    copy = onnx.ModelProto()
+    copy.CopyFrom(model)
+    for output in list(copy.graph.output) + list(copy.graph.value_info):
+        if fixed(output):
+            for dim in output.type.tensor_type.shape.dim:
+                if dim.HasField("dim_value"):
+                    dim.Clear()  # an unknown size
+    return copy
+
+
 def simplify_model(
     model: onnx.ModelProto, input_shapes: dict[str, list[int]] | None = None
 ) -> onnx.ModelProto:
@@ -140,6 +164,7 @@ def simplify_model(
     if input_shapes:
         kwargs["overwrite_input_shapes"] = {k: list(v) for k, v in input_shapes.items()}
     skeleton, stash = strip_large_initializers(model)
+    skeleton = _without_declared_sizes(skeleton)
     try:
         with _silenced_stdout(), warnings.catch_warnings():
             warnings.simplefilter("ignore")
