@@ -160,7 +160,10 @@ def simplify_model(
         return model
     # NOTE: onnxsim must not materialise big constants (weights made by ConstantOfShape, say):
     # folding them here costs seconds and copies; the assembler folds them in one step.
-    kwargs = {"skip_fuse_bn": True, "tensor_size_threshold": "64KB"}
+    # NOTE: eliminate_nop_with_unit drops an Add of an all-zero bias / a Mul by all-one scales:
+    # exact for inference, but those are weights a fine-tuned model must keep (freshly
+    # initialised attention biases are zeros), so the pass is skipped.
+    kwargs = {"skip_fuse_bn": True, "tensor_size_threshold": "64KB", "skipped_optimizers": ["eliminate_nop_with_unit"]}
     if input_shapes:
         kwargs["overwrite_input_shapes"] = {k: list(v) for k, v in input_shapes.items()}
     skeleton, stash = strip_large_initializers(model)
