@@ -211,6 +211,10 @@ class OnnxTracer(fx.Tracer):
     def __init__(self, *args, **kwargs):
         kwargs.setdefault("autowrap_functions", _package_functions())
         super().__init__(*args, **kwargs)
+        # NOTE: buffers stay get_attr nodes: traced as plain tensors, a run-time computation on
+        # them (a ConstantOfShape kept out of folding by onnx2torch.limits) would be evaluated
+        # at torch.load time and baked in.
+        self.proxy_buffer_attributes = True
 
 
 def _new_graph() -> fx.Graph:

@@ -183,17 +183,23 @@ def resolve_external_data(model: onnx.ModelProto, base_dir: str | None) -> None:
             "but was given in memory, so there is no folder to read it from; pass the .onnx file's path "
             "instead, or load the model with onnx.load(path) first"
         )
-    from onnx.external_data_helper import load_external_data_for_tensor  # noqa: PLC0415
-
-    for tensor in tensors:
-        _check_external_location(tensor, base_dir)
-    for tensor in tensors:
+    targets = [_check_external_location(tensor, base_dir) for tensor in tensors]
+    for tensor, target in zip(tensors, targets):
+        # NOTE: read from the path checked above (onnx's own loader refuses every symbolic link,
+        # even one that stays inside the folder).
+        info = _external_info(tensor)
+        offset = int(info.get("offset", 0) or 0)
+        length = int(info["length"]) if info.get("length") not in (None, "") else -1
         try:
-            load_external_data_for_tensor(tensor, base_dir)
-        except Exception as exc:  # noqa: BLE001 - onnx's own checks or an I/O error
-            location = _external_info(tensor).get("location", "")
-            raise OnnxLoadError(f"cannot read the external data of tensor '{tensor.name}' from '{location}': "
-                                f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}") from exc
+            with open(target, "rb") as handle:
+                handle.seek(offset)
+                data = handle.read(length)
+        except OSError as exc:
+            raise OnnxLoadError(f"cannot read the external data of tensor '{tensor.name}' from "
+                                f"'{info.get('location', '')}': {exc}") from exc
+        tensor.raw_data = data
+        tensor.data_location = TensorProto.DEFAULT
+        del tensor.external_data[:]
 
 
 # --- structure --------------------------------------------------------------------------------
