@@ -35,6 +35,7 @@ import gc
 import glob
 import io
 import json
+import logging
 import os
 import shutil
 import sys
@@ -420,7 +421,9 @@ HF_MODELS: dict[str, tuple[str, str, dict, str, dict]] = {
     "whisper_encoder": ("WhisperModel", "WhisperConfig", dict(d_model=64, encoder_layers=2, decoder_layers=1,
                                                               encoder_attention_heads=4, decoder_attention_heads=4,
                                                               encoder_ffn_dim=128, decoder_ffn_dim=128, num_mel_bins=16,
-                                                              max_source_positions=32, vocab_size=100), "whisper", {}),
+                                                              max_source_positions=32, vocab_size=100, pad_token_id=0,
+                                                              bos_token_id=0, eos_token_id=0,
+                                                              decoder_start_token_id=0), "whisper", {}),
     "wav2vec2": ("Wav2Vec2Model", "Wav2Vec2Config", dict(hidden_size=64, num_hidden_layers=2, num_attention_heads=4,
                                                          intermediate_size=128, conv_dim=(32, 32, 32),
                                                          conv_stride=(5, 2, 2), conv_kernel=(10, 3, 3),
@@ -575,6 +578,13 @@ class RandomReader:
         pass
 
 
+#: op types quantized in the QDQ corpus models: those that carry activations
+QDQ_OPS = {"Add", "AveragePool", "BatchNormalization", "Cast", "Clip", "Concat", "Conv", "ConvTranspose", "Div",
+           "Erf", "Expand", "Flatten", "Gather", "GatherElements", "Gemm", "GlobalAveragePool", "HardSigmoid",
+           "HardSwish", "LayerNormalization", "LeakyRelu", "MatMul", "MaxPool", "Mul", "Pad", "Relu", "Reshape",
+           "Sigmoid", "Slice", "Split", "Squeeze", "Sub", "Tanh", "Transpose", "Unsqueeze", "Where"}
+
+
 def _ort_quant_builder(base: Entry, mode: str) -> Callable[[Path], None]:
     def build(path: Path) -> None:
         from onnxruntime.quantization import (
@@ -596,10 +606,16 @@ def _ort_quant_builder(base: Entry, mode: str) -> Callable[[Path], None]:
                 # NOTE: in QDQ form Softmax stays float: onnxruntime's default optimizations turn a
                 # DequantizeLinear -> Softmax -> QuantizeLinear group into its lookup-table
                 # QLinearSoftmax, one quantization step away from the float softmax the ONNX graph
-                # defines (the QOperator form, which writes QLinearSoftmax itself, keeps it).
-                # Resize stays float in both: interpolating 8-bit integers has no ONNX-defined rounding.
-                skip = {"Softmax", "Resize"} if mode == "qdq" else {"Resize"}
-                ops = sorted({n.op_type for n in onnx.load(str(src), load_external_data=False).graph.node} - skip)
+                # defines (the QOperator form, which writes QLinearSoftmax itself, keeps it).  Only
+                # ops that carry activations are quantized (not the comparisons / Range / shape ops
+                # of attention-mask arithmetic, which onnxruntime's fusions also compute apart from
+                # the graph), and Resize stays float: interpolated 8-bit integers have no
+                # ONNX-defined rounding.
+                model_ops = {n.op_type for n in onnx.load(str(src), load_external_data=False).graph.node}
+                if mode == "qdq":
+                    model_ops &= QDQ_OPS
+                model_ops.discard("Resize")
+                ops = sorted(model_ops)
                 quantize_static(str(src), str(path), RandomReader(src, base.spec), quant_format=fmt,
                                 activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
                                 per_channel=mode == "qdq", op_types_to_quantize=ops)
@@ -907,9 +923,15 @@ _FAILED_BUILDS: dict[str, str] = {}
 
 @contextlib.contextmanager
 def _quiet():
-    with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):
-        warnings.simplefilter("ignore")
-        yield
+    root = logging.getLogger()
+    level = root.level
+    root.setLevel(logging.ERROR)  # onnxruntime's quantizer logs a warning per tensor it skips
+    try:
+        with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):
+            warnings.simplefilter("ignore")
+            yield
+    finally:
+        root.setLevel(level)
 
 
 def ensure_built(entry: Entry) -> bool:
@@ -1157,7 +1179,7 @@ def main() -> int:
     parser.add_argument("--build-only", action="store_true")
     parser.add_argument("--no-build", action="store_true", help="evaluate only the models already built")
     parser.add_argument("--no-transformers", action="store_true")
-    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--threads", type=int, default=1, help="torch and onnxruntime threads for the latency columns")
     args = parser.parse_args()
     WORK = Path(args.work)
     WORK.mkdir(parents=True, exist_ok=True)
