@@ -598,7 +598,9 @@ def _ort_quant_builder(base: Entry, mode: str) -> Callable[[Path], None]:
         ensure_built(base)
         with _quiet():
             if mode == "dynamic":
-                quantize_dynamic(str(src), str(path), weight_type=QuantType.QInt8)
+                # (contrib ops have no ONNX schema to infer output types from: float is the default)
+                quantize_dynamic(str(src), str(path), weight_type=QuantType.QInt8,
+                                 extra_options={"DefaultTensorType": TensorProto.FLOAT})
             elif mode == "dynamic_u8":
                 quantize_dynamic(str(src), str(path), weight_type=QuantType.QUInt8, per_channel=True)
             elif mode in ("qdq", "qoperator"):
@@ -730,6 +732,7 @@ def ort_entries(by_name: dict[str, Entry]) -> list[Entry]:
         if tol is not None:
             spec["tol"] = tol
         entries.append(Entry(name, source, f"ort/{name}.onnx", build_of(b), spec, b.alt_dims))
+        by_name[name] = entries[-1]
 
     # dynamic quantization: DynamicQuantizeLinear + MatMulInteger / ConvInteger / DynamicQuantizeLSTM
     for base in ("hf_bert_ts", "hf_gpt2_ts", "hf_resnet_ts", "tiny_transformer_ts", "speech_lstm_ts", "hf_whisper_encoder_ts"):
@@ -754,6 +757,9 @@ def ort_entries(by_name: dict[str, Entry]) -> list[Entry]:
                        ("hf_swin_ts", "swin"), ("hf_roberta_ts", "bert")):
         derived(f"{base.removesuffix('_ts')}_ortopt", ORT_TRANSFORMERS, base,
                 lambda b, kind=kind: _transformers_optimizer_builder(b, kind))
+    # optimized, then dynamically quantized: QAttention, QEmbedLayerNormalization
+    for base in ("hf_bert_segments_ortopt", "hf_gpt2_eager_ortopt"):
+        derived(f"{base}_qdynamic", ORT_QUANT, base, lambda b: _ort_quant_builder(b, "dynamic"))
     derived("hf_bert_segments_ortopt_fp16", ORT_TRANSFORMERS, "hf_bert_segments_ts",
             lambda b: _transformers_optimizer_builder(b, "bert", fp16=True), tol=1e-2)
     # onnxruntime's own graph optimizer, saved offline

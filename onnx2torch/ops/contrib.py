@@ -33,6 +33,7 @@ from onnx2torch.registry import Lowered, converter
 
 __all__ = [
     "ContribAttention",
+    "ContribQAttention",
     "ContribMultiHeadAttention",
     "ContribRotaryEmbedding",
     "EmbedLayerNorm",
@@ -66,6 +67,8 @@ __all__ = [
     "matmul_integer_to_float_fn",
     "matmul_nbits",
     "multi_head_attention",
+    "qattention",
+    "qembed_layer_normalization",
     "qgemm",
     "qgemm_fn",
     "qlinear_add",
@@ -474,6 +477,11 @@ class ContribAttention(nn.Module):
             qkv = torch.matmul(x, weights)
             if bias is not None:
                 qkv = qkv + bias
+        return self.attend(qkv, mask_index, past, attention_bias)
+
+    def attend(self, qkv: torch.Tensor, mask_index: torch.Tensor | None = None, past: torch.Tensor | None = None,
+               attention_bias: torch.Tensor | None = None):
+        """Attention over the packed Q/K/V projection ``qkv``."""
         q, k, v = torch.split(qkv, list(self.sizes), dim=-1)
         q, k, v = _split(q, self.num_heads), _split(k, self.num_heads), _split(v, self.num_heads)
         past_len = 0
@@ -531,6 +539,88 @@ def attention(node: OnnxNode, ctx: ConversionContext) -> Lowered:
                               short_float(node.attr_float("mask_filter_value", -10000.0)), projection,
                               len(node.outputs) > 1)
     return Lowered(module, inputs=inputs)
+
+
+class ContribQAttention(nn.Module):
+    """com.microsoft QAttention: the Q/K/V projection of a uint8/int8 input with int8/uint8
+    weights as an exact integer product scaled by input_scale * weight_scale plus the float bias
+    (onnxruntime's quantized GEMM), then the float attention of :class:`ContribAttention`."""
+
+    def __init__(self, attention: ContribAttention, weight: torch.Tensor | None, weight_zero: torch.Tensor | None):
+        super().__init__()
+        self.attention = attention
+        if weight is not None:
+            self.register_buffer("weight", weight.clone())
+        else:
+            self.weight = None
+        if weight_zero is not None:
+            self.register_buffer("weight_zero", weight_zero.clone())
+        else:
+            self.weight_zero = None
+
+    def forward(self, x: torch.Tensor, weight: torch.Tensor | None, bias: torch.Tensor, input_scale: torch.Tensor,
+                weight_scale: torch.Tensor, mask_index: torch.Tensor | None = None,
+                input_zero: torch.Tensor | None = None, weight_zero: torch.Tensor | None = None,
+                past: torch.Tensor | None = None):
+        w = self.weight if self.weight is not None else weight
+        wz = self.weight_zero if self.weight_zero is not None else weight_zero
+        qkv = _integer_matmul_float(x, input_zero, w, wz, input_scale.float() * weight_scale.float()) + bias
+        return self.attention.attend(qkv, mask_index, past)
+
+
+@converter("QAttention", since=1, domain=MS)
+def qattention(node: OnnxNode, ctx: ConversionContext) -> Lowered:
+    """QAttention(input, weight, bias, input_scale, weight_scale, mask_index?, input_zero_point?,
+    weight_zero_point?, past?) -> (output, present?)"""
+    num_heads = node.attr_int("num_heads")
+    for name in ("do_rotary", "past_present_share_buffer"):
+        if node.attr_int(name, 0):
+            raise node.unsupported(name, 1, "0")
+    mask_rank = ctx.rank(node.input(5)) if node.has_input(5) else None
+    if mask_rank == 4:
+        raise node.unsupported("mask_index rank", 4, "1-D (end / start positions), 2-D or 3-D raw masks")
+    w_shape = ctx.shape(node.input(1))
+    width = w_shape[1] if w_shape is not None else None
+    if not isinstance(width, int):
+        raise node.unsupported("weight shape", w_shape, "a known Q/K/V width")
+    scale = node.attr_float("scale", 0.0) or None
+    attention_module = ContribAttention(num_heads, (width // 3,) * 3, None if scale is None else short_float(scale),
+                                        bool(node.attr_int("unidirectional", 0)),
+                                        short_float(node.attr_float("mask_filter_value", -10000.0)), None,
+                                        len(node.outputs) > 1)
+    weight = ctx.constant(node.input(1))
+    weight_zero = ctx.constant(node.input(7)) if node.has_input(7) else None
+    inputs = [node.input(i) for i in range(9)]
+    if weight is not None:
+        inputs[1] = ""
+    if weight_zero is not None:
+        inputs[7] = ""
+    while inputs and not inputs[-1]:
+        inputs.pop()
+    return Lowered(ContribQAttention(attention_module, weight, weight_zero), inputs=inputs)
+
+
+@converter("QEmbedLayerNormalization", since=1, domain=MS)
+def qembed_layer_normalization(node: OnnxNode, ctx: ConversionContext) -> Lowered:
+    """QEmbedLayerNormalization(input_ids, segment_ids?, word, position, segment?, gamma, beta, mask?, scales...,
+    zero points...) -> (layernorm_out, mask_index_out)"""
+    epsilon = short_float(node.attr_float("epsilon", 1e-12))
+    if node.has_input(1) != node.has_input(4):
+        raise node.unsupported("segment_ids / segment_embedding", "only one of them", "both or neither")
+    tables = []
+    # (quantized table, scale, zero point) input positions: word, position, segment, gamma, beta
+    for q_i, s_i, z_i in ((2, 8, 13), (3, 9, 14), (4, 10, 15), (5, 11, 16), (6, 12, 17)):
+        if not node.has_input(q_i):
+            tables.append(None)
+            continue
+        q, sc, zp = ctx.constant(node.input(q_i)), ctx.constant(node.input(s_i)), ctx.constant(node.input(z_i))
+        if q is None or sc is None or zp is None:
+            raise node.unsupported(f"input {q_i} ({node.input(q_i)})", "computed at run time",
+                                   "constant quantized tables, scales and zero points")
+        tables.append(_deq(q, sc, zp))
+    word, position, segment, gamma, beta = tables
+    module = EmbedLayerNorm(word, position, segment, gamma, beta, epsilon)
+    return Lowered(EmbedOutputs(module, len(node.outputs)), inputs=[node.input(0), node.input(1), node.input(7)])
 
 
 class ContribMultiHeadAttention(nn.Module):

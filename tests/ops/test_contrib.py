@@ -181,6 +181,36 @@ def test_attention_past_present():
           outputs=("y", "present"))
 
 
+@pytest.mark.parametrize("per_column", [False, True])
+def test_qattention(per_column):
+    hidden = 16
+    x = u8(2, 6, hidden)
+    inits = {"w": i8(hidden, 3 * hidden), "b": f32(3 * hidden), "x_s": scalar(0.02),
+             "w_s": np.abs(f32(3 * hidden)) * 0.005 + 0.001 if per_column else scalar(0.004),
+             "mask": np.array([6, 4], np.int32), "x_z": np.array(120, np.uint8),
+             "w_z": np.zeros(3 * hidden, np.int8) if per_column else np.array(0, np.int8)}
+    check("QAttention", {"x": x}, {"num_heads": 4}, initializers=inits, atol=1e-5)
+
+
+def test_qembed_layer_normalization():
+    ids = rng.integers(0, 50, (2, 7)).astype(np.int32)
+    seg = rng.integers(0, 2, (2, 7)).astype(np.int32)
+    mask = np.ones((2, 7), np.int32)
+    tables = {"word": u8(50, 16), "pos": u8(20, 16), "segemb": u8(2, 16), "gamma": u8(16), "beta": u8(16)}
+    scales = {f"{k}_s": scalar(0.01 + 0.002 * i) for i, k in enumerate(tables)}
+    zeros = {f"{k}_z": np.array(100 + i, np.uint8) for i, k in enumerate(tables)}
+    names = ["ids", "seg", *tables, "mask", *scales, *zeros]
+    node = oh.make_node("QEmbedLayerNormalization", names, ["y", "mask_index"], domain=MS, epsilon=1e-5)
+    inits = [numpy_helper.from_array(v, k) for k, v in {**tables, **scales, **zeros}.items()]
+    graph = oh.make_graph([node], "t", [oh.make_tensor_value_info("ids", TensorProto.INT32, ids.shape),
+                                        oh.make_tensor_value_info("seg", TensorProto.INT32, seg.shape),
+                                        oh.make_tensor_value_info("mask", TensorProto.INT32, mask.shape)],
+                          [oh.make_empty_tensor_value_info("y"), oh.make_empty_tensor_value_info("mask_index")], inits)
+    model = oh.make_model(graph, opset_imports=[oh.make_opsetid("", 17), oh.make_opsetid(MS, 1)])
+    model.ir_version = 8
+    assert_matches_ort(model, {"ids": ids, "seg": seg, "mask": mask}, atol=1e-5)
+
+
 @pytest.mark.parametrize("layout", ["separate", "bnsh_kv", "cross"])
 def test_multi_head_attention_layouts(layout):
     heads, hd = 2, 4
