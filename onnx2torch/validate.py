@@ -135,6 +135,7 @@ def _external_info(tensor: TensorProto) -> dict[str, str]:
 def _check_external_location(tensor: TensorProto, base_dir: str) -> Path:
     """The file ``tensor``'s external data lives in, after checking it stays in ``base_dir``."""
     info = _external_info(tensor)
+    _check_text([tensor.name, *info.keys(), *info.values()], "an external data entry")
     location = info.get("location", "")
     where = f"tensor '{tensor.name}' stores its data externally at '{location}'"
     if not location:
@@ -241,6 +242,7 @@ def _max_known_opsets() -> dict[str, int]:
 def _check_opsets(model: onnx.ModelProto) -> dict[str, int]:
     known = _max_known_opsets()
     opsets: dict[str, int] = {}
+    _check_text([entry.domain for entry in model.opset_import], "an opset domain")
     for entry in model.opset_import:
         domain = "" if entry.domain in _DEFAULT_DOMAINS else entry.domain
         version = int(entry.version)
@@ -274,6 +276,13 @@ class _Schemas:
             except Exception:  # noqa: BLE001 - a custom op, or an op newer than its opset
                 self.cache[key] = None
         return self.cache[key]
+
+
+def _check_text(values: Iterable, what: str) -> None:
+    """Protobuf hands back ``bytes`` for a string field that is not valid UTF-8."""
+    for value in values:
+        if isinstance(value, bytes):
+            raise InvalidModelError(f"{what} {value[:40]!r} is not valid UTF-8 text; the model is corrupt")
 
 
 def _label(node: onnx.NodeProto, index: int) -> str:
@@ -352,6 +361,12 @@ _RAW_ITEMSIZE = {
     TensorProto.INT32: 4, TensorProto.UINT32: 4, TensorProto.INT64: 8, TensorProto.UINT64: 8,
     TensorProto.BOOL: 1, TensorProto.COMPLEX64: 8, TensorProto.COMPLEX128: 16,
 }
+for _name in ("FLOAT8E4M3FN", "FLOAT8E4M3FNUZ", "FLOAT8E5M2", "FLOAT8E5M2FNUZ", "FLOAT8E8M0"):
+    if hasattr(TensorProto, _name):
+        _RAW_ITEMSIZE[getattr(TensorProto, _name)] = 1
+#: Sub-byte types: elements per byte of raw data.
+_PACKED = {getattr(TensorProto, name): per for name, per in
+           (("INT4", 2), ("UINT4", 2), ("FLOAT4E2M1", 2), ("INT2", 4), ("UINT2", 4)) if hasattr(TensorProto, name)}
 _TYPED_FIELD = {
     TensorProto.FLOAT: "float_data", TensorProto.DOUBLE: "double_data", TensorProto.INT64: "int64_data",
     TensorProto.INT32: "int32_data", TensorProto.UINT64: "uint64_data",
@@ -367,8 +382,12 @@ def _check_tensor(tensor: TensorProto, what: str) -> None:
     if tensor.data_location == TensorProto.EXTERNAL:
         return
     count = math.prod(tensor.dims)
-    if tensor.HasField("raw_data") and tensor.data_type in _RAW_ITEMSIZE:
-        expected = count * _RAW_ITEMSIZE[tensor.data_type]
+    if tensor.HasField("raw_data") and tensor.data_type == TensorProto.STRING:
+        raise InvalidModelError(f"{what} '{tensor.name}' is a STRING tensor stored as raw bytes; strings go in "
+                                "string_data")
+    per_byte = _PACKED.get(tensor.data_type)
+    if tensor.HasField("raw_data") and (tensor.data_type in _RAW_ITEMSIZE or per_byte):
+        expected = -(-count // per_byte) if per_byte else count * _RAW_ITEMSIZE[tensor.data_type]
         if len(tensor.raw_data) != expected:
             raise InvalidModelError(
                 f"{what} '{tensor.name}' declares shape {list(tensor.dims)} "
@@ -613,7 +632,11 @@ def _check_graph(graph: onnx.GraphProto, scope: _Scope, where: str, is_main: boo
         dims = _declared_dims(value.type)
         if dims is not None:
             shapes.setdefault(value.name, dims)
+    _check_text([v.name for v in list(graph.input) + list(graph.output)], f"{where}: a graph input/output name")
+    _check_text([t.name for t in graph.initializer], f"{where}: an initializer name")
     for i, node in enumerate(graph.node):
+        _check_text([node.name, node.op_type, node.domain, *node.input, *node.output, *(a.name for a in node.attribute)],
+                    f"{where}: node #{i} has a name, op type, domain or tensor name")
         if not node.op_type:
             raise InvalidModelError(f"{where}: node #{i} ('{node.name}') has no op_type")
         for out in node.output:
