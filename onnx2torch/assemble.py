@@ -357,7 +357,9 @@ class GraphAssembler:
                 f"{type(exc).__name__}: {exc}"
             ) from exc
         converter_name = f"{entry.fn.__module__}.{entry.fn.__qualname__}"
-        propagate(node, self.ctx)
+        static = propagate(node, self.ctx)
+        if static is not None:  # e.g. Gather(Shape(x), 1) where that dim is static
+            lowered = Lowered.const(static)
         for out in node.outputs:
             if out:
                 self.producers[out] = (node.name, node.op_type, converter_name)

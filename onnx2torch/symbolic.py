@@ -276,23 +276,36 @@ _RULES = {
 }
 
 
-def propagate(node, ctx) -> None:
-    """Record what is known symbolically of ``node``'s output (called for every node)."""
+def propagate(node, ctx) -> torch.Tensor | None:
+    """Record what is known symbolically of ``node``'s output (called for every node).  Returns
+    the output's value when it turns out fully known (the static entries of a partly dynamic
+    shape: ``Gather(Shape(x), 1)`` with dim 1 static), for the assembler to fold."""
     if node.proto.domain not in ("", "ai.onnx") or len(node.outputs) != 1:
-        return
+        return None
     rule = _RULES.get(node.op_type)
     out = node.outputs[0]
     if rule is None or not out or ctx.is_constant(out):
-        return
-    if node.op_type not in ("Shape", "Size") and ctx.elem_type(out) not in (*_INT_TYPES, None):
-        return
+        return None
+    elem = ctx.elem_type(out)
+    if node.op_type in ("Shape", "Size"):
+        elem = onnx.TensorProto.INT64
+    if elem not in _INT_TYPES:
+        return None  # float arithmetic, or a type shape inference could not tell
+    if any(name and not ctx.is_constant(name) and name not in _store(ctx) for name in node.inputs[:1]) \
+            and node.op_type not in ("Shape", "Size"):
+        return None  # the data input is neither known nor symbolic
     try:
         value = rule(node, ctx)
     except Exception as exc:  # noqa: BLE001 - tracking is an optimisation, never a failure
         logger.debug("no symbolic value for %s: %s", node.describe(), exc)
-        return
-    if value is not None and value.has_dims and len(value.items) <= _MAX_LENGTH:
-        _store(ctx)[out] = value
+        return None
+    if value is None or len(value.items) > _MAX_LENGTH:
+        return None
+    if not value.has_dims:
+        dtype = torch.int64 if elem == onnx.TensorProto.INT64 else torch.int32
+        return torch.tensor(value.items[0] if value.scalar else list(value.items), dtype=dtype)
+    _store(ctx)[out] = value
+    return None
 
 
 # --- turning Dims into fx nodes --------------------------------------------------------------------
