@@ -424,7 +424,7 @@ class _Writer:
         if type(value).__module__ == "numpy":
             return self._numpy_literal(value, where)
         if isinstance(value, fx.GraphModule):
-            return f"{self.graph_class(value)}()"
+            return f"{self.graph_class(value, where)}()"
         if isinstance(value, nn.Module):
             return self.construct(value, where)
         if inspect.isfunction(value) or inspect.isclass(value) or inspect.isbuiltin(value) or callable(value):
@@ -465,10 +465,12 @@ class _Writer:
         raise CodeExportError(f"{where}: cannot write numpy value {value!r}")
 
     # --- modules ---------------------------------------------------------------------------
-    def graph_class(self, gm: fx.GraphModule) -> str:
+    def graph_class(self, gm: fx.GraphModule, where: str = "") -> str:
+        """The class generated for a subgraph, named after where it sits (``If0ThenBranch``)."""
         key = id(gm)
         if key not in self.graph_classes:
-            name = self._free_name(_camel(gm.__class__.__name__ if gm.__class__.__name__ != "GraphModule" else "Graph"), gm)
+            path = re.findall(r"\w+", re.sub(r"\([^)]*\)", "", where))
+            name = self._free_name(_camel("_".join(path[-2:])) if path else "Subgraph", gm)
             self.graph_classes[key] = (name, gm)
             self.names[name] = gm
             self.graph_sources[key] = self._graph_source(name, gm)
@@ -711,13 +713,14 @@ def _rename_globals(source: str, mapping: dict[str, str]) -> str:
 
 
 def _inline_attributes(source: str) -> str:
-    """``w = self.w`` lines of fx folded into the lines that use ``w``."""
+    """``w = self.w`` (and ``a = b``) lines of fx folded into the lines that use ``w``."""
     lines = source.splitlines()
     mapping: dict[str, str] = {}
     kept = []
     for line in lines:
-        match = re.fullmatch(r"(\s*)(\w+) = (self(?:\.\w+)+)", line)
-        if match:
+        # fx's "w = self.w" attribute reads, and "input_1 = input" for an argument named after a builtin
+        match = re.fullmatch(r"(\s*)(\w+) = (self(?:\.\w+)+|\w+)", line)
+        if match and not keyword.iskeyword(match.group(3)) and match.group(3) not in ("None", "True", "False"):
             mapping[match.group(2)] = match.group(3)
             continue
         kept.append(line)
