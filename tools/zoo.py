@@ -19,7 +19,8 @@ The corpus (built once, cached under ``--work``):
 - models written with ``onnx.helper``: If on a sample-rate input, Loop, LSTM whose weights come
   from other nodes; a model saved with external data; LSTM/GRU exports;
 - Keras applications exported with tf2onnx by ``tools/export_keras.py`` (a separate TensorFlow
-  environment), picked up from ``WORK/keras/`` when present.
+  environment) and PaddlePaddle models exported with paddle2onnx by ``tools/export_paddle.py``
+  (a separate Paddle environment), picked up from ``WORK/keras/`` and ``WORK/paddle/`` when present.
 
 Each model is converted with the default settings (``ConvertModel(path)``) and compared with
 onnxruntime on seeded random inputs (the rules of ``../shared/bench/models.py``: error relative to
@@ -67,6 +68,7 @@ ORT_TRANSFORMERS = "onnxruntime transformer optimizer"
 ORT_GRAPH = "onnxruntime graph optimizer"
 HELPER = "onnx.helper (hand-built)"
 TF2ONNX = "tf2onnx (Keras)"
+PADDLE = "paddle2onnx (PaddlePaddle)"
 
 
 @dataclass
@@ -904,9 +906,11 @@ def caffe2_entries() -> list[Entry]:
     return entries
 
 
-def keras_entries(work: Path) -> list[Entry]:
+def pre_exported_entries(work: Path, folder: str, source: str, vocabulary: int) -> list[Entry]:
+    """Models another environment exported into ``WORK/<folder>/`` (tools/export_keras.py,
+    tools/export_paddle.py): symbolic dims get sizes, integer inputs are token ids."""
     entries = []
-    for p in sorted((work / "keras").glob("*.onnx")):
+    for p in sorted((work / folder).glob("*.onnx")):
         model = onnx.load(str(p), load_external_data=False)
         spec: dict = {"dims": {}, "inputs": {}}
         alt: dict = {}
@@ -916,9 +920,14 @@ def keras_entries(work: Path) -> list[Entry]:
                     spec["dims"][d.dim_param] = 1 if i == 0 else 10
                     if i:
                         alt[d.dim_param] = 6
+                elif not d.HasField("dim_value") or d.dim_value <= 0:
+                    # an unnamed dynamic dim: give the input an explicit shape
+                    spec["inputs"].setdefault(v.name, {})["shape"] = [
+                        x.dim_value if x.HasField("dim_value") and x.dim_value > 0 else (1 if j == 0 else 10)
+                        for j, x in enumerate(v.type.tensor_type.shape.dim)]
             if v.type.tensor_type.elem_type in (TensorProto.INT32, TensorProto.INT64):
-                spec["inputs"][v.name] = {"kind": "int", "range": [0, 500]}
-        entries.append(Entry(p.stem, TF2ONNX, f"keras/{p.name}", None, spec, alt))
+                spec["inputs"].setdefault(v.name, {}).update(kind="int", range=[0, vocabulary])
+        entries.append(Entry(p.stem, source, f"{folder}/{p.name}", None, spec, alt))
     return entries
 
 
@@ -968,7 +977,8 @@ def corpus(work: Path, with_transformers: bool = True) -> list[Entry]:
         entries += hf_entries()
         by_name = {e.name: e for e in entries}
         entries += ort_entries(by_name)
-    entries += keras_entries(work)
+    entries += pre_exported_entries(work, "keras", TF2ONNX, 500)
+    entries += pre_exported_entries(work, "paddle", PADDLE, 300)
     return entries
 
 
