@@ -197,17 +197,25 @@ def _run(args: argparse.Namespace) -> int:
         return EXIT_MISMATCH
     print(report.format(args.mse_threshold))
     if report.passed(args.mse_threshold):
-        _save_outputs(args, module, simplified)  # only a verified conversion leaves files behind
-    elif args.pytorch_path or args.simplify_path:
-        skipped = ", ".join(p for p in (args.pytorch_path, args.simplify_path) if p)
-        print(f"not saving {skipped}: verification failed (a larger --mse_threshold accepts the result)")
-    if args.code_path:
-        from onnx2torch.export_code import export_code  # noqa: PLC0415
-        from onnx2torch.verify import _torch_args  # noqa: PLC0415
+        code_files = []
+        if args.code_path:  # checked before anything is written; written as a pair or not at all
+            from onnx2torch.export_code import export_code  # noqa: PLC0415
+            from onnx2torch.verify import _torch_args  # noqa: PLC0415
 
-        code, weights = export_code(module, args.code_path, example_inputs=_torch_args(module, model, inputs))
-        stem = os.path.splitext(os.path.basename(code))[0]
-        print(f"wrote {code} and {weights} (standalone: from {stem} import load_model)")
+            code_files = export_code(module, args.code_path, example_inputs=_torch_args(module, model, inputs))
+        try:
+            _save_outputs(args, module, simplified)  # only a verified conversion leaves files behind
+        except BaseException:
+            for path in code_files:
+                with contextlib.suppress(OSError):
+                    os.unlink(path)
+            raise
+        if code_files:
+            stem = os.path.splitext(os.path.basename(code_files[0]))[0]
+            print(f"wrote {code_files[0]} and {code_files[1]} (standalone: from {stem} import load_model)")
+    elif args.pytorch_path or args.simplify_path or args.code_path:
+        skipped = ", ".join(p for p in (args.pytorch_path, args.simplify_path, args.code_path) if p)
+        print(f"not saving {skipped}: verification failed (a larger --mse_threshold accepts the result)")
     if report.passed(args.mse_threshold):
         return EXIT_OK
     if args.debug:
