@@ -884,20 +884,6 @@ def _render(writer: _Writer, model_class: str, weights_name: str, stem: str) -> 
     return "".join(parts)
 
 
-def _write_atomic(path: str, write: Callable[[str], None]) -> None:
-    folder = os.path.dirname(os.path.abspath(path))
-    os.makedirs(folder, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=folder, prefix=".onnx2torch-", suffix=".tmp")
-    os.close(fd)
-    try:
-        write(tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-
-
 def _import_file(path: str) -> types.ModuleType:
     name = f"_onnx2torch_export_check_{abs(hash(path))}"
     spec = importlib.util.spec_from_file_location(name, path)
@@ -916,7 +902,21 @@ def _flatten(value: Any) -> list[Any]:
     return [value]
 
 
-def _check(module: types.ModuleType, model: nn.Module, weights: str, example_inputs: Sequence[Any] | None) -> None:
+def _run_original(model: nn.Module, example_inputs: Sequence[Any]) -> tuple[list, list]:
+    """The original's outputs on the example, twice (a random op does not repeat itself)."""
+    training = model.training
+    model.eval()
+    try:
+        with torch.no_grad():
+            return _flatten(model(*example_inputs)), _flatten(model(*example_inputs))
+    except Exception as exc:
+        raise CodeExportError(f"example_inputs do not run through the model itself: {type(exc).__name__}: {exc}") from exc
+    finally:
+        model.train(training)
+
+
+def _check(module: types.ModuleType, model: nn.Module, weights: str, example_inputs: Sequence[Any] | None,
+           reference: tuple[list, list] | None) -> None:
     rebuilt = module.load_model(weights)
     original = dict(model.state_dict())
     state = rebuilt.state_dict()
@@ -929,17 +929,11 @@ def _check(module: types.ModuleType, model: nn.Module, weights: str, example_inp
         for key, value in list(sub.named_parameters(recurse=False)) + list(sub.named_buffers(recurse=False)):
             if value.device.type == "meta":
                 raise CodeExportError(f"{type(sub).__name__}.{key} is not restored by the state_dict")
-    if example_inputs is None:
+    if example_inputs is None or reference is None:
         return
-    training = model.training
-    model.eval()
-    try:
-        with torch.no_grad():
-            expected = _flatten(model(*example_inputs))
-            again = _flatten(model(*example_inputs))
-            got = _flatten(rebuilt(*example_inputs))
-    finally:
-        model.train(training)
+    expected, again = reference
+    with torch.no_grad():
+        got = _flatten(rebuilt(*example_inputs))
     if len(expected) != len(got):
         raise CodeExportError(f"the generated model returns {len(got)} outputs, the original {len(expected)}")
     for i, (e, g) in enumerate(zip(expected, got)):
@@ -979,14 +973,26 @@ def export_code(model: nn.Module, path: str | os.PathLike, *, example_inputs: Se
     writer.graph_sources[id(model)] = writer._graph_source(model_class, model)
     source = _render(writer, model_class, weights_name, _identifier(stem))
     compile(source, code_path, "exec")  # a syntax error here is a bug of this module
+    reference = _run_original(model, example_inputs) if check and example_inputs is not None else None
     state = {k: v.detach() for k, v in model.state_dict().items()}
-    _write_atomic(weights_path, lambda tmp: torch.save(state, tmp))
-    _write_atomic(code_path, lambda tmp: open(tmp, "w", encoding="utf-8").write(source))  # noqa: SIM115
-    if check:
-        try:
-            _check(_import_file(code_path), model, weights_path, example_inputs)
-        except CodeExportError:
-            raise
-        except Exception as exc:
-            raise CodeExportError(f"the generated {code_path} does not run: {type(exc).__name__}: {exc}") from exc
+    folder = os.path.dirname(os.path.abspath(code_path))
+    os.makedirs(folder, exist_ok=True)
+    # NOTE: both files are written and checked in a scratch folder beside the targets, then moved
+    # into place: a failure leaves nothing behind, and never a .py without its weights.
+    with tempfile.TemporaryDirectory(dir=folder, prefix=".onnx2torch-") as scratch:
+        staged_code = os.path.join(scratch, os.path.basename(code_path))
+        staged_weights = os.path.join(scratch, weights_name)
+        torch.save(state, staged_weights)
+        with open(staged_code, "w", encoding="utf-8") as handle:
+            handle.write(source)
+        if check:
+            try:
+                _check(_import_file(staged_code), model, staged_weights, example_inputs, reference)
+            except CodeExportError:
+                raise
+            except Exception as exc:
+                raise CodeExportError(f"the generated {os.path.basename(code_path)} does not run: "
+                                      f"{type(exc).__name__}: {exc}") from exc
+        os.replace(staged_weights, weights_path)
+        os.replace(staged_code, code_path)
     return code_path, weights_path

@@ -226,3 +226,6 @@ def test_export_code_refuses_what_it_cannot_write(tmp_path):
     module = onnx2torch.ConvertModel(_if_model(), simplify=False)
     with pytest.raises(CodeExportError, match=r"\.py"):
         export_code(module, tmp_path / "model.txt")
+    with pytest.raises(CodeExportError, match="example_inputs"):
+        export_code(module, tmp_path / "out" / "model.py", example_inputs=(torch.randn(5, 3), torch.tensor(True)))
+    assert not (tmp_path / "out").exists() or not os.listdir(tmp_path / "out")  # nothing left behind
