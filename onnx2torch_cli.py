@@ -66,6 +66,9 @@ def _build_parser() -> argparse.ArgumentParser:
                              "model's outputs")
     parser.add_argument("--simplify_path", help="save the simplified ONNX model here")
     parser.add_argument("--no_simplify", action="store_true", help="skip onnx-simplifier")
+    parser.add_argument("--optimize", action="store_true",
+                        help="inference mode: fold BatchNorm into the convolution before it (BatchNorm is "
+                             "no longer a separate trainable layer)")
     parser.add_argument("--debug", action="store_true",
                         help="find the first node whose output diverges from onnxruntime; show tracebacks")
     parser.add_argument("--mse_threshold", type=float, default=1e-7,
@@ -183,6 +186,10 @@ def _run(args: argparse.Namespace) -> int:
     simplified = model if args.no_simplify else simplify_model(model, input_shapes)
     with constant_limit(args.max_constant_bytes):
         module = assemble(simplified, base_dir=base_dir)
+    if args.optimize:
+        from onnx2torch.fusion import fold_batch_norm  # noqa: PLC0415
+
+        module = fold_batch_norm(module)
     elapsed = time.perf_counter() - started
     print(f"converted {args.onnx_path} in {elapsed:.2f} s ({len(simplified.graph.node)} nodes after simplification)")
 

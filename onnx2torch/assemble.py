@@ -13,6 +13,7 @@ import logging
 import operator
 import re
 import sys
+from collections import Counter
 from collections.abc import Iterable
 from typing import Any
 
@@ -25,6 +26,7 @@ from onnx2torch.attributes import OnnxNode
 from onnx2torch.dtypes import tensor_from_proto
 from onnx2torch.errors import ConversionError, InvalidModelError, UnsupportedOperatorError
 from onnx2torch.functions import expand_schema_function, has_schema_function, inline_local_functions
+from onnx2torch.fusion import fuse_graph
 from onnx2torch.limits import call_converter, data_propagation_hazard, grows_past_limit, value_bytes
 from onnx2torch.registry import DEFAULT_DOMAINS, ConverterEntry, Lowered, lookup
 from onnx2torch.symbolic import has_symbolic, materialize, propagate
@@ -108,6 +110,8 @@ class ConversionContext:
         self.value_info = value_info
         self.base_dir = base_dir
         self.constants: dict[str, Any] = {}
+        #: initializers not read yet: each becomes a tensor when a converter first asks for it
+        self.pending: dict[str, onnx.TensorProto] = {}
         #: integer tensors computed from shapes, known element-wise (onnx2torch.symbolic)
         self.symbolic_values: dict[str, Any] = {}
         #: ONNX element types of initializers as declared (int4 travels as int8 in torch).
@@ -115,13 +119,26 @@ class ConversionContext:
 
     # --- constants -------------------------------------------------------------------------
     def is_constant(self, name: str) -> bool:
-        return name in self.constants
+        return name in self.constants or name in self.pending
 
     def constant(self, name: str) -> torch.Tensor | None:
         """The value of tensor ``name`` when it is known at conversion time, else ``None``."""
         if not name:
             return None
+        if name in self.pending:
+            self.constants[name] = tensor_from_proto(self.pending.pop(name), self.base_dir)
         return self.constants.get(name)
+
+    def add_initializers(self, protos: Iterable[onnx.TensorProto]) -> None:
+        """Initializers as constants; they are read from the protos only when first used."""
+        for proto in protos:
+            self.pending[proto.name] = proto
+            self.declared_types[proto.name] = proto.data_type
+
+    def release(self, name: str) -> None:
+        """Forget a constant no node reads any more (its memory goes back before the next weight)."""
+        self.constants.pop(name, None)
+        self.pending.pop(name, None)
 
     def constant_ints(self, name: str) -> list[int] | None:
         value = self.constant(name)
@@ -304,12 +321,10 @@ class GraphAssembler:
 
     # --- building --------------------------------------------------------------------------
     def add_inputs(self, weights: dict[str, Any]) -> None:
-        for proto in self.graph.initializer:
-            weights[proto.name] = tensor_from_proto(proto, self.ctx.base_dir)
-            self.ctx.declared_types[proto.name] = proto.data_type
+        self.ctx.add_initializers(self.graph.initializer)
         self.ctx.constants.update(weights)
         for value in self.graph.input:
-            if value.name in self.ctx.constants:
+            if self.ctx.is_constant(value.name):
                 continue  # IR 3 models list their initializers as inputs too
             node = self.fx_graph.placeholder(sanitize(value.name, "input"))
             self.value_nodes[value.name] = node.name
@@ -425,15 +440,34 @@ class GraphAssembler:
 
     def build(self, weights: dict[str, Any] | None = None) -> fx.GraphModule:
         self.add_inputs(dict(weights or {}))
+        reads = [_node_reads(proto) for proto in self.graph.node]
+        pending_reads = Counter(name for names in reads for name in names)
+        outputs = {value.name for value in self.graph.output}
         for index, proto in enumerate(self.graph.node):
             self.add_node(proto, index)
+            for name in reads[index]:
+                pending_reads[name] -= 1
+                if not pending_reads[name] and name not in outputs:
+                    self.ctx.release(name)  # NOTE: at most one weight copy is alive beyond the layers
         self.add_outputs()
+        fuse_graph(self.root, self.fx_graph, self.ctx.value_info, self.value_nodes)  # onnx2torch.fusion
         self.fx_graph.lint()
-        module = fx.GraphModule(self.root, self.fx_graph, class_name="ConvertedModel")
-        if module.graph.eliminate_dead_code():
-            # NOTE: a fresh GraphModule copies only the submodules and constants still used.
-            module = fx.GraphModule(module, module.graph, class_name="ConvertedModel")
-        return module
+        self.fx_graph.owning_module = self.root  # dead-code elimination asks submodules if impure
+        self.fx_graph.eliminate_dead_code()
+        self.fx_graph.owning_module = None
+        # NOTE: the GraphModule copies only the submodules and constants still used, and
+        # generates forward once.
+        return fx.GraphModule(self.root, self.fx_graph, class_name="ConvertedModel")
+
+
+def _node_reads(proto: onnx.NodeProto) -> list[str]:
+    """The tensors a node reads: its inputs and what its subgraphs take from outside."""
+    names = [name for name in proto.input if name]
+    for attr in proto.attribute:
+        if attr.type in (onnx.AttributeProto.GRAPH, onnx.AttributeProto.GRAPHS):
+            for sub in [attr.g] if attr.type == onnx.AttributeProto.GRAPH else attr.graphs:
+                names.extend(outer_scope_names(sub))
+    return names
 
 
 def outer_scope_names(graph: onnx.GraphProto) -> list[str]:
@@ -465,6 +499,7 @@ def build_subgraph(graph: onnx.GraphProto, ctx: ConversionContext) -> tuple[fx.G
     passed by the caller).  Outer constants are baked in."""
     child = ConversionContext(ctx.opsets, {**ctx.value_info, **_collect_value_info(graph)}, ctx.base_dir)
     child.constants = dict(ctx.constants)
+    child.pending = dict(ctx.pending)
     own = {v.name for v in graph.input}
     outer = [n for n in outer_scope_names(graph) if n not in own and not ctx.is_constant(n)]
     assembler = GraphAssembler(graph, child)
@@ -485,11 +520,14 @@ def build_subgraph(graph: onnx.GraphProto, ctx: ConversionContext) -> tuple[fx.G
     return module, outer
 
 
-def assemble(model: onnx.ModelProto, base_dir: str | None = None) -> fx.GraphModule:
-    """Convert a (simplified) ONNX model into a ``torch.fx.GraphModule``."""
+def assemble(model: onnx.ModelProto, base_dir: str | None = None,
+             initializers: dict[str, onnx.TensorProto] | None = None) -> fx.GraphModule:
+    """Convert a (simplified) ONNX model into a ``torch.fx.GraphModule``.  ``initializers`` are
+    weights kept outside the model (``simplify.simplify_stripped``), listed as its inputs."""
     model = inline_local_functions(model)
     check_supported(model)
     ctx = ConversionContext(model_opsets(model), infer_value_info(model), base_dir)
+    ctx.add_initializers((initializers or {}).values())
     assembler = GraphAssembler(model.graph, ctx)
     # NOTE: ONNX graphs describe inference; layers with train-time behaviour (BatchNorm,
     # Dropout) start in eval mode, and model.train() opts into training.

@@ -12,7 +12,7 @@ import onnx2torch.ops  # noqa: F401 - registers the converters
 from onnx2torch.assemble import assemble, check_supported
 from onnx2torch.errors import OnnxLoadError
 from onnx2torch.limits import constant_limit
-from onnx2torch.simplify import simplify_model
+from onnx2torch.simplify import restore_initializers, simplify_stripped
 from onnx2torch.validate import clean_errors, load_onnx, resolve_external_data, validate_model
 
 __all__ = ["ConvertModel", "load_model"]
@@ -41,6 +41,7 @@ def ConvertModel(  # noqa: N802 - the name users know from the peers
     inputs: list[str] | None = None,
     outputs: list[str] | None = None,
     max_constant_bytes: int | None = None,
+    optimize: bool = False,
 ) -> nn.Module:
     """Convert an ONNX model (a ``ModelProto`` or a path) into a ``torch.fx.GraphModule``.
 
@@ -54,6 +55,8 @@ def ConvertModel(  # noqa: N802 - the name users know from the peers
     :mod:`onnx2torch.validate` before conversion starts.
     ``inputs`` / ``outputs`` (tensor names of the original model) convert only the part of the
     graph computing ``outputs`` from ``inputs`` (see :mod:`onnx2torch.extract`).
+    ``optimize`` is an inference mode: BatchNorm is folded into the convolution before it
+    (:func:`onnx2torch.fusion.fold_batch_norm`), so its statistics are no longer separate.
     """
     model, base_dir = load_model(onnx_model)
     model = validate_model(model)
@@ -64,11 +67,18 @@ def ConvertModel(  # noqa: N802 - the name users know from the peers
         for note in notes:
             logger.info("%s", note)
     check_supported(model)
+    stash = {}  # weights kept out of the simplified proto: the assembler reads them in place
     if simplify:
-        model = simplify_model(model, input_shapes)
+        original_inputs = {v.name for v in model.graph.input}
+        model, stash = simplify_stripped(model, input_shapes)
     with constant_limit(max_constant_bytes):
-        module = assemble(model, base_dir=base_dir)
+        module = assemble(model, base_dir=base_dir, initializers=stash)
+    if optimize:
+        from onnx2torch.fusion import fold_batch_norm  # noqa: PLC0415
+
+        module = fold_batch_norm(module)
     if debug:
+        model = restore_initializers(model, stash, original_inputs) if stash else model
         from onnx2torch.verify import find_first_divergence  # noqa: PLC0415
 
         find_first_divergence(model, module, input_shapes=input_shapes, raise_on_divergence=True)

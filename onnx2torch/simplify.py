@@ -17,9 +17,9 @@ from collections.abc import Iterator
 
 import onnx
 
-__all__ = ["simplify_model", "strip_large_initializers", "restore_initializers"]
+__all__ = ["simplify_model", "simplify_stripped", "strip_large_initializers", "restore_initializers"]
 
-# NOTE: warnings point at the line that called ConvertModel: simplify_model <- ConvertModel <-
+# NOTE: warnings point at the line that called ConvertModel: simplify_stripped <- ConvertModel <-
 # its error guard (onnx2torch.validate.clean_errors) <- the caller.
 _STACKLEVEL = 4
 
@@ -146,18 +146,30 @@ def simplify_model(
     model: onnx.ModelProto, input_shapes: dict[str, list[int]] | None = None
 ) -> onnx.ModelProto:
     """The model simplified by onnxsim, or the model itself (with a warning) when that fails."""
+    skeleton, stash = simplify_stripped(model, input_shapes)
+    return restore_initializers(skeleton, stash, {v.name for v in model.graph.input})
+
+
+def simplify_stripped(
+    model: onnx.ModelProto, input_shapes: dict[str, list[int]] | None = None
+) -> tuple[onnx.ModelProto, dict[str, onnx.TensorProto]]:
+    """:func:`simplify_model` without putting the large initializers back: the simplified
+    skeleton (which lists them as typed graph inputs) and those it still reads, by name.
+
+    Copying the weights back into a ModelProto costs as much as the weights themselves; the
+    assembler takes them from here (``assemble(skeleton, initializers=stash)``) instead."""
     try:
         import onnxsim  # noqa: PLC0415
     except ImportError as exc:  # pragma: no cover - a declared dependency
         warnings.warn(f"onnxsim is not importable ({exc}); converting the unsimplified model", stacklevel=_STACKLEVEL)
-        return model
+        return model, {}
     from onnx2torch.limits import data_propagation_hazard  # noqa: PLC0415
 
     hazard = data_propagation_hazard(model)
     if hazard:
         warnings.warn(f"skipping onnx-simplifier: {hazard}, which it would evaluate element by element; "
                       "converting the unsimplified model", stacklevel=_STACKLEVEL)
-        return model
+        return model, {}
     # NOTE: onnxsim must not materialise big constants (weights made by ConstantOfShape, say):
     # folding them here costs seconds and copies; the assembler folds them in one step.
     # NOTE: eliminate_nop_with_unit drops an Add of an all-zero bias / a Mul by all-one scales:
@@ -178,8 +190,14 @@ def simplify_model(
             f"{str(exc).splitlines()[0] if str(exc) else ''}); converting the unsimplified model",
             stacklevel=_STACKLEVEL,
         )
-        return model
+        return model, {}
     if not ok:
         warnings.warn("onnx-simplifier's check failed; converting the unsimplified model", stacklevel=_STACKLEVEL)
-        return model
-    return restore_initializers(simplified, stash, {v.name for v in model.graph.input})
+        return model, {}
+    used = {name for node in simplified.graph.node for name in node.input}
+    used |= {o.name for o in simplified.graph.output} | _subgraph_reads(simplified.graph)
+    inputs = [v for v in simplified.graph.input if v.name not in stash or v.name in used]
+    if len(inputs) != len(simplified.graph.input):
+        del simplified.graph.input[:]
+        simplified.graph.input.extend(inputs)
+    return simplified, {name: tensor for name, tensor in stash.items() if name in used}

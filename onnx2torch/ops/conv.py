@@ -147,8 +147,9 @@ def _static_spatial(ctx: ConversionContext, name: str) -> list[int] | None:
 
 def _new_layer(cls: type[nn.Module], weight: torch.Tensor, bias: torch.Tensor | None, **kwargs) -> nn.Module:
     """A conv layer built without random init, holding copies of ``weight`` / ``bias``."""
-    layer = torch.nn.utils.skip_init(cls, bias=bias is not None, dtype=weight.dtype, **kwargs)
-    layer.weight = nn.Parameter(weight.detach().clone())
+    # NOTE: built on the meta device: no random init, and no storage allocated only to be replaced.
+    layer = cls(bias=bias is not None, dtype=weight.dtype, device="meta", **kwargs)
+    layer.weight = nn.Parameter(weight.detach().clone(memory_format=torch.contiguous_format))
     if bias is not None:
         layer.bias = nn.Parameter(bias.detach().clone().to(weight.dtype))
     return layer

@@ -146,9 +146,10 @@ def _linear(weight: torch.Tensor, bias: torch.Tensor | None) -> nn.Linear:
     out_features, in_features = weight.shape
     # NOTE: built on the meta device so that no random initialisation is spent on large layers.
     layer = nn.Linear(in_features, out_features, bias=bias is not None, device="meta", dtype=weight.dtype)
-    layer.weight = nn.Parameter(weight.detach().clone().contiguous())
+    # NOTE: one copy, contiguous (``clone().contiguous()`` copies a transposed weight twice).
+    layer.weight = nn.Parameter(weight.detach().clone(memory_format=torch.contiguous_format))
     if bias is not None:
-        layer.bias = nn.Parameter(bias.detach().clone().contiguous())
+        layer.bias = nn.Parameter(bias.detach().clone(memory_format=torch.contiguous_format))
     return layer
 
 
