@@ -115,9 +115,10 @@ def _known(ctx, name: str) -> SymbolicValue | None:
         return None
     value = ctx.constant(name)
     if isinstance(value, torch.Tensor):
-        if value.dtype not in (torch.int64, torch.int32) or value.dim() > 1 or value.numel() > _MAX_LENGTH:
+        if value.dtype not in (torch.int64, torch.int32, torch.bool) or value.dim() > 1 or value.numel() > _MAX_LENGTH:
             return None
-        return SymbolicValue(tuple(int(v) for v in value.reshape(-1).tolist()), scalar=value.dim() == 0)
+        cast = bool if value.dtype == torch.bool else int
+        return SymbolicValue(tuple(cast(v) for v in value.reshape(-1).tolist()), scalar=value.dim() == 0)
     return _store(ctx).get(name)
 
 
@@ -259,6 +260,44 @@ def _binary(op: str):
     return propagate_binary
 
 
+def _equal(node, ctx) -> SymbolicValue | None:
+    """Equal of known values: a size is never equal to a negative number (the ``-1`` of
+    ``Where(Equal(shape, -1), 1, shape)`` that exporters write for ``expand(-1, ...)``)."""
+    left, right = _known(ctx, node.input(0)), _known(ctx, node.input(1))
+    if left is None or right is None:
+        return None
+    la, lb = list(left.items), list(right.items)
+    if len(la) == 1 and len(lb) != 1:
+        la = la * len(lb)
+    elif len(lb) == 1 and len(la) != 1:
+        lb = lb * len(la)
+    if len(la) != len(lb):
+        return None
+    result = []
+    for a, b in zip(la, lb):
+        if isinstance(a, int) and isinstance(b, int):
+            result.append(a == b)
+        elif a == b:
+            result.append(True)
+        elif (isinstance(a, int) and a < 0 and _nonneg(b)) or (isinstance(b, int) and b < 0 and _nonneg(a)):
+            result.append(False)
+        else:
+            return None
+    return SymbolicValue(tuple(result), scalar=left.scalar and right.scalar)
+
+
+def _where(node, ctx) -> SymbolicValue | None:
+    cond, left, right = (_known(ctx, node.input(i)) for i in range(3))
+    if cond is None or left is None or right is None or any(isinstance(c, Dim) for c in cond.items):
+        return None
+    size = max(len(cond.items), len(left.items), len(right.items))
+    parts = [list(v.items) * size if len(v.items) == 1 else list(v.items) for v in (cond, left, right)]
+    if any(len(p) != size for p in parts):
+        return None
+    return SymbolicValue(tuple(a if c else b for c, a, b in zip(*parts)),
+                         scalar=cond.scalar and left.scalar and right.scalar)
+
+
 def _size(node, ctx) -> SymbolicValue | None:
     shape = _shape(node, ctx)
     if shape is None:
@@ -273,6 +312,7 @@ _RULES = {
     "Shape": _shape, "Size": _size, "Gather": _gather, "Slice": _slice, "Concat": _concat,
     "Unsqueeze": _unsqueeze, "Squeeze": _squeeze, "Reshape": _reshape, "Identity": _same, "Cast": _cast,
     "Add": _binary("add"), "Sub": _binary("sub"), "Mul": _binary("mul"), "Div": _binary("floordiv"),
+    "Equal": _equal, "Where": _where,
 }
 
 
@@ -289,7 +329,7 @@ def propagate(node, ctx) -> torch.Tensor | None:
     elem = ctx.elem_type(out)
     if node.op_type in ("Shape", "Size"):
         elem = onnx.TensorProto.INT64
-    if elem not in _INT_TYPES:
+    if elem not in _INT_TYPES and not (elem == onnx.TensorProto.BOOL and node.op_type in ("Equal", "Where")):
         return None  # float arithmetic, or a type shape inference could not tell
     if any(name and not ctx.is_constant(name) and name not in _store(ctx) for name in node.inputs[:1]) \
             and node.op_type not in ("Shape", "Size"):
@@ -302,7 +342,7 @@ def propagate(node, ctx) -> torch.Tensor | None:
     if value is None or len(value.items) > _MAX_LENGTH:
         return None
     if not value.has_dims:
-        dtype = torch.int64 if elem == onnx.TensorProto.INT64 else torch.int32
+        dtype = {onnx.TensorProto.INT64: torch.int64, onnx.TensorProto.INT32: torch.int32}.get(elem, torch.bool)
         return torch.tensor(value.items[0] if value.scalar else list(value.items), dtype=dtype)
     _store(ctx)[out] = value
     return None
