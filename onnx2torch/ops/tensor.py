@@ -50,6 +50,7 @@ __all__ = [
     "scatter_nd_reduce",
     "scatter_elements_reduce",
     "full_of_shape",
+    "full_on",
     "arange_like",
     "arange_stashed",
     "one_hot_values",
@@ -231,6 +232,13 @@ def scatter(node: OnnxNode, ctx: ConversionContext) -> Lowered:
 # --- Creation -------------------------------------------------------------------------------
 
 
+def full_on(reference: torch.Tensor, *, size: tuple[int, ...], fill_value: float | int | bool,
+            dtype: torch.dtype) -> torch.Tensor:
+    """ConstantOfShape of a size known at conversion time, made at run time (a constant too large
+    to fold) on the device of ``reference`` (its shape buffer, which follows ``model.to()``)."""
+    return torch.full(size, fill_value, dtype=dtype, device=reference.device)
+
+
 def full_of_shape(shape: torch.Tensor, value: float | int | bool, dtype: torch.dtype) -> torch.Tensor:
     """ONNX ConstantOfShape for a shape only known at run time."""
     return torch.full([int(d) for d in shape.reshape(-1).tolist()], value, dtype=dtype, device=shape.device)
@@ -255,6 +263,10 @@ def constant_of_shape(node: OnnxNode, ctx: ConversionContext) -> Lowered:
         return Lowered(torch.full, inputs=[], kwargs={
             "size": known.items, "fill_value": _scalar_literal(fill), "dtype": fill.dtype,
             "device": DeviceOf(known.reference_tensor())})
+    static = ctx.static_shape(node.outputs[0])
+    if static is not None:  # the shape input is hidden (too large to fold) or computed
+        return Lowered(full_on, inputs=node.inputs[:1],
+                       kwargs={"size": tuple(static), "fill_value": _scalar_literal(fill), "dtype": fill.dtype})
     return Lowered(full_of_shape, inputs=node.inputs[:1],
                    kwargs={"value": _scalar_literal(fill), "dtype": fill.dtype})
 
