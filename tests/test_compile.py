@@ -87,10 +87,11 @@ def test_torch_compile_fullgraph(paths, name, backend):
 # --- symbolic shape arithmetic ------------------------------------------------------------------
 def _shape_model() -> onnx.ModelProto:
     """The integer graphs exporters write for dynamic dims: Shape -> Gather -> Concat -> Reshape,
-    ConstantOfShape, Range, Expand, Slice and Tile on run-time sizes."""
+    ConstantOfShape, Range, Expand (also through Where(Equal(shape, -1), 1, shape)), Slice and
+    Tile on run-time sizes."""
     const = {
         "zero": np.array(0, np.int64), "one": np.array(1, np.int64), "i0": np.array([0], np.int64),
-        "i1": np.array([1], np.int64), "i2": np.array([2], np.int64), "dims23": np.array([2, 3], np.int64),
+        "i1": np.array([1], np.int64), "i2": np.array([2], np.int64), "minus1": np.array([-1], np.int64), "dims23": np.array([2, 3], np.int64),
         "half": np.array(2, np.int64), "column": np.linspace(-1, 1, 3, dtype=np.float32).reshape(1, 3),
     }
     nodes = [
@@ -111,10 +112,15 @@ def _shape_model() -> onnx.ModelProto:
         oh.make_node("Expand", ["column", "expand_to"], ["expanded"]),
         oh.make_node("Sub", ["n1", "i1"], ["all_but_last"]),
         oh.make_node("Slice", ["x", "i0", "all_but_last", "i0"], ["head"]),
+        # torch's expand(n, -1) as the TorchScript exporter writes it
+        oh.make_node("Concat", ["n1", "minus1"], ["wanted"], axis=0),
+        oh.make_node("Equal", ["wanted", "minus1"], ["keep"]),
+        oh.make_node("Where", ["keep", "i1", "wanted"], ["expand_shape"]),
+        oh.make_node("Expand", ["x", "expand_shape"], ["expanded_x"]),
         oh.make_node("Concat", ["i1", "n1"], ["repeats"], axis=0),
         oh.make_node("Tile", ["left", "repeats"], ["tiled"]),
     ]
-    outputs = ["reshaped", "plus_one", "positions", "left", "expanded", "head", "tiled"]
+    outputs = ["reshaped", "plus_one", "positions", "left", "expanded", "head", "expanded_x", "tiled"]
     graph = oh.make_graph(nodes, "shapes", [oh.make_tensor_value_info("x", TensorProto.FLOAT, ["n", 6])],
                           [oh.make_empty_tensor_value_info(o) for o in outputs],
                           [onnx.numpy_helper.from_array(v, k) for k, v in const.items()])
