@@ -493,10 +493,16 @@ class _Writer:
     def _constructor_candidates(self, module: nn.Module, cls_ref: str, where: str):
         if type(module) in (nn.Sequential, nn.ModuleList, nn.ModuleDict):
             children = {k: self.literal(v, f"{where}[{k!r}]") for k, v in module._modules.items()}
+            entries = ([f"{k!r}: {v}" for k, v in children.items()] if type(module) is nn.ModuleDict
+                       else list(children.values()))
+            # NOTE: long containers get one child per line (indented for a line of __init__)
+            sep = ",\n            " if sum(len(e) for e in entries) > 80 else ", "
+            items = sep.join(entries)
+            if sep != ", ":
+                items = "\n            " + items + ",\n        "
             if type(module) is nn.ModuleDict:
-                yield f"nn.ModuleDict({{{', '.join(f'{k!r}: {v}' for k, v in children.items())}}})"
+                yield f"nn.ModuleDict({{{items}}})"
             elif list(children) == [str(i) for i in range(len(children))]:
-                items = ", ".join(children.values())
                 yield f"nn.Sequential({items})" if type(module) is nn.Sequential else f"nn.ModuleList([{items}])"
             return
         extra = module.extra_repr()
