@@ -38,6 +38,7 @@ import io
 import json
 import logging
 import os
+import re
 import shutil
 import sys
 import time
@@ -960,7 +961,8 @@ def ensure_built(entry: Entry) -> bool:
     try:
         entry.build(path)
     except Exception as exc:  # noqa: BLE001 - an exporter that cannot export is reported, not fatal
-        _FAILED_BUILDS[entry.file] = f"{type(exc).__name__}: {str(exc).strip().splitlines()[0][:160] if str(exc).strip() else ''}"
+        text = re.sub(r"\x1b\[[0-9;]*m", "", str(exc)).strip()  # exporters colour their messages
+        _FAILED_BUILDS[entry.file] = f"{type(exc).__name__}: {text.splitlines()[0][:160] if text else ''}"
         for leftover in (path, Path(str(path) + ".data")):
             leftover.unlink(missing_ok=True)
         print(f"  build of {entry.name} failed: {_FAILED_BUILDS[entry.file]}", flush=True)
