@@ -631,7 +631,7 @@ class _Writer:
         for node in graph.nodes:
             if node.op in ("output",):
                 continue
-            short = re.sub(r"_output_0$|_output$", "", node.name) or node.name
+            short = re.sub(r"_output(?:_0)?(?=$|_device$)", "", node.name) or node.name
             new, i = short, 1
             while new in taken or (new != node.name and new in {n.name for n in graph.nodes}):
                 i += 1
