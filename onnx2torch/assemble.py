@@ -23,7 +23,7 @@ import torch
 from torch import fx, nn
 
 from onnx2torch.attributes import OnnxNode
-from onnx2torch.dtypes import tensor_from_proto
+from onnx2torch.dtypes import owned_copy, tensor_from_proto
 from onnx2torch.errors import ConversionError, InvalidModelError, UnsupportedOperatorError
 from onnx2torch.functions import expand_schema_function, has_schema_function, inline_local_functions
 from onnx2torch.fusion import fuse_graph
@@ -301,9 +301,9 @@ class GraphAssembler:
             # NOTE: float tensors are trainable weights; one-element constants (a Clip bound, a
             # Dropout ratio, an epsilon) are hyper-parameters and stay buffers.
             if value.is_floating_point() and value.dtype.itemsize > 1 and value.numel() > 1:
-                self.root.register_parameter(attr, nn.Parameter(value.detach().clone(), requires_grad=True))
+                self.root.register_parameter(attr, nn.Parameter(owned_copy(value), requires_grad=True))
             else:
-                self.root.register_buffer(attr, value.detach().clone())
+                self.root.register_buffer(attr, owned_copy(value))
             self.constant_attrs[name] = attr
         attr = self.constant_attrs[name]
         node = self.fx_graph.get_attr(attr)

@@ -14,6 +14,7 @@ from torch import nn
 
 from onnx2torch.assemble import ConversionContext
 from onnx2torch.attributes import OnnxNode
+from onnx2torch.dtypes import owned_copy
 from onnx2torch.ops.padding import (
     Crop,
     SamePad,
@@ -149,7 +150,7 @@ def _new_layer(cls: type[nn.Module], weight: torch.Tensor, bias: torch.Tensor | 
     """A conv layer built without random init, holding copies of ``weight`` / ``bias``."""
     # NOTE: built on the meta device: no random init, and no storage allocated only to be replaced.
     layer = cls(bias=bias is not None, dtype=weight.dtype, device="meta", **kwargs)
-    layer.weight = nn.Parameter(weight.detach().clone(memory_format=torch.contiguous_format))
+    layer.weight = nn.Parameter(owned_copy(weight))
     if bias is not None:
         layer.bias = nn.Parameter(bias.detach().clone().to(weight.dtype))
     return layer

@@ -14,6 +14,7 @@ from torch import nn
 
 from onnx2torch.assemble import ConversionContext
 from onnx2torch.attributes import OnnxNode
+from onnx2torch.dtypes import owned_copy
 from onnx2torch.registry import Lowered, converter
 
 __all__ = [
@@ -147,9 +148,9 @@ def _linear(weight: torch.Tensor, bias: torch.Tensor | None) -> nn.Linear:
     # NOTE: built on the meta device so that no random initialisation is spent on large layers.
     layer = nn.Linear(in_features, out_features, bias=bias is not None, device="meta", dtype=weight.dtype)
     # NOTE: one copy, contiguous (``clone().contiguous()`` copies a transposed weight twice).
-    layer.weight = nn.Parameter(weight.detach().clone(memory_format=torch.contiguous_format))
+    layer.weight = nn.Parameter(owned_copy(weight))
     if bias is not None:
-        layer.bias = nn.Parameter(bias.detach().clone(memory_format=torch.contiguous_format))
+        layer.bias = nn.Parameter(owned_copy(bias))
     return layer
 
 
