@@ -68,16 +68,60 @@ class ShapeInfo:
             if tp is not None and tp.HasField("tensor_type"):
                 self.by_node[node_name] = tp
 
-    def dims(self, node: Any) -> list[int | str | None] | None:
+    def dims(self, node: Any, depth: int = 0) -> list[int | str | None] | None:
+        """Static dims as ints, symbolic ones as their symbol (equal symbols: equal sizes),
+        unknown ones as ``None``."""
         if not isinstance(node, fx.Node):
             return None
         value = _attr_value(self.root, node) if self.root is not None else None
         if value is not None:
             return list(value.shape)
         tp = self.by_node.get(node.name)
-        if tp is None or not tp.tensor_type.HasField("shape"):
+        declared = None
+        if tp is not None and tp.tensor_type.HasField("shape"):
+            declared = [d.dim_value if d.HasField("dim_value") else (d.dim_param or None)
+                        for d in tp.tensor_type.shape.dim]
+        if declared is not None and all(isinstance(d, int) for d in declared) or depth > 16:
+            return declared
+        derived = self._derived(node, depth + 1)
+        if derived is None or (declared is not None and len(derived) != len(declared)):
+            return declared
+        if declared is None:
+            return derived
+        # an int beats a symbol beats unknown
+        return [d if isinstance(d, int) or e is None or (d is not None and not isinstance(e, int)) else e
+                for d, e in zip(declared, derived)]
+
+    def _derived(self, node: fx.Node, depth: int) -> list[int | str | None] | None:
+        """Dims of a reshape / permute from its input's (ONNX inference cannot see through a
+        reshape whose target holds run-time sizes)."""
+        if _is_call(node, (torch.permute,)) and node.args:
+            source = self.dims(node.args[0], depth)
+            order = node.kwargs.get("dims", node.args[1] if len(node.args) > 1 else None)
+            if source is None or not isinstance(order, (tuple, list)) or len(order) != len(source):
+                return None
+            return [source[i] for i in order]
+        if not _is_call(node, (torch.reshape,)) or not node.args or not isinstance(node.kwargs.get("shape"), tuple):
             return None
-        return [d.dim_value if d.HasField("dim_value") else (d.dim_param or None) for d in tp.tensor_type.shape.dim]
+        source = self.dims(node.args[0], depth)
+        target: list[int | str | None] = []
+        for item in node.kwargs["shape"]:
+            if isinstance(item, fx.Node) and item.op == "call_method" and item.target == "size" and len(item.args) == 2:
+                of = self.dims(item.args[0], depth)
+                index = item.args[1]
+                target.append(of[index] if of is not None and isinstance(index, int) and -len(of) <= index < len(of)
+                              else None)
+            else:
+                target.append(item if isinstance(item, int) else None)
+        if target.count(-1) == 1 and source is not None and None not in source and None not in target:
+            # -1 is the element count over the other sizes: symbols must cancel
+            whole = _product_of(source)
+            known = _product_of([d for d in target if d != -1])
+            if whole[1] == known[1] and known[0] and whole[0] % known[0] == 0:
+                target[target.index(-1)] = whole[0] // known[0]
+            else:
+                target[target.index(-1)] = None
+        return [None if d == -1 else d for d in target]
 
     def rank(self, node: Any) -> int | None:
         dims = self.dims(node)
@@ -91,6 +135,17 @@ class ShapeInfo:
             return value.dtype
         tp = self.by_node.get(node.name)
         return None if tp is None else ONNX_TO_TORCH.get(tp.tensor_type.elem_type)
+
+
+def _product_of(dims: list[int | str]) -> tuple[int, Counter[str]]:
+    """A product of sizes as (integer factor, symbols)."""
+    factor, symbols = 1, Counter()
+    for d in dims:
+        if isinstance(d, int):
+            factor *= d
+        else:
+            symbols[d] += 1
+    return factor, symbols
 
 
 # --- graph helpers ---------------------------------------------------------------------------

@@ -425,3 +425,33 @@ def test_cli_optimize_flag(tmp_path, capsys):
     assert code == 0, capsys.readouterr().out
     module = torch.load(str(pth), weights_only=False)
     assert "BatchNorm2d" not in _targets(module)
+
+
+class _BiasedAttention(nn.Module):
+    """Windowed attention with a learned per-head bias, as Swin writes it: the head count is
+    the -1 of a reshape whose other sizes are run-time (ONNX inference cannot tell it)."""
+
+    def __init__(self, dim=32, heads=4, tokens=9):
+        super().__init__()
+        self.heads, self.qkv = heads, nn.Linear(dim, 3 * dim)
+        self.bias = nn.Parameter(torch.randn(heads, tokens, tokens))
+
+    def forward(self, x):
+        b, n, c = x.shape
+        q, k, v = self.qkv(x).split(c, dim=-1)
+        q, k, v = (t.reshape(b, n, -1, c // self.heads).transpose(1, 2) for t in (q, k, v))
+        scores = (q * (c // self.heads) ** -0.5) @ k.transpose(-2, -1) + self.bias
+        return (scores.softmax(-1) @ v).transpose(1, 2).reshape(b, n, c)
+
+
+def test_attention_with_a_per_head_bias_and_symbolic_heads():
+    torch.manual_seed(0)
+    native = _BiasedAttention().eval()
+    model = _export(native, torch.randn(2, 9, 32), 17)
+    module = ConvertModel(model)
+    assert "scaled_dot_product_attention" in _targets(module)
+    x = torch.randn(3, 9, 32)
+    expected = run_onnxruntime(model, {"x": x.numpy()})[0]
+    with torch.no_grad():
+        np.testing.assert_allclose(module(x).numpy(), expected, rtol=1e-5, atol=1e-6)
+        np.testing.assert_allclose(module(x).numpy(), native(x).numpy(), rtol=1e-5, atol=1e-6)
