@@ -26,18 +26,20 @@ from typing import Any
 import onnx
 import torch
 
-__all__ = ["Dim", "DeviceOf", "SymbolicValue", "symbolic_value", "propagate", "has_symbolic", "materialize"]
+__all__ = ["Dim", "DeviceOf", "SymbolicValue", "symbolic_value", "propagate", "has_symbolic", "materialize",
+           "trunc_div"]
 
 logger = logging.getLogger(__name__)
 
 _INT_TYPES = (onnx.TensorProto.INT64, onnx.TensorProto.INT32)
 _MAX_LENGTH = 16  # shape vectors are short; longer integer tensors are data, not shapes
+_HUGE = 2**31 - 1  # |bound| >= this is "to the end" in a Slice
 
 
 @dataclass(frozen=True)
 class Dim:
     """A run-time integer: ``("size", tensor_name, axis)`` or ``(op, a, b)`` with op one of
-    ``add``, ``sub``, ``mul``, ``floordiv`` and a / b ints or Dims."""
+    ``add``, ``sub``, ``mul``, ``floordiv``, ``truncdiv`` and a / b ints or Dims."""
 
     op: str
     a: Any
@@ -48,8 +50,8 @@ class Dim:
         """Known to be >= 0 (sizes and their sums, products and quotients)."""
         if self.op == "size":
             return True
-        if self.op == "sub":
-            return False
+        if self.op in ("sub", "truncdiv"):
+            return self.op == "truncdiv" and _nonneg(self.a) and _nonneg(self.b)
         return all(_nonneg(v) for v in (self.a, self.b))
 
 
@@ -123,10 +125,19 @@ def _known(ctx, name: str) -> SymbolicValue | None:
 
 
 # --- arithmetic on items ------------------------------------------------------------------------
+def trunc_div(a, b):
+    """Integer division rounding toward zero, as ONNX Div does on integers (a size expression
+    that may be negative, such as ``(h - 7) // 4`` before clamping)."""
+    quotient = abs(a) // abs(b)
+    return quotient if (a >= 0) == (b > 0) else -quotient
+
+
 def _combine(op: str, a: Any, b: Any) -> Any:
     if isinstance(a, int) and isinstance(b, int):
         if op == "floordiv":
             return a // b
+        if op == "truncdiv":
+            return trunc_div(a, b)
         return {"add": operator.add, "sub": operator.sub, "mul": operator.mul}[op](a, b)
     if op == "mul" and (a == 1 or b == 1):
         return b if a == 1 else a
@@ -134,7 +145,7 @@ def _combine(op: str, a: Any, b: Any) -> Any:
         return a
     if op == "add" and a == 0:
         return b
-    if op == "floordiv" and b == 1:
+    if op in ("floordiv", "truncdiv") and b == 1:
         return a
     return Dim(op, a, b)
 
@@ -147,9 +158,18 @@ def _broadcast(op: str, left: SymbolicValue, right: SymbolicValue) -> SymbolicVa
         lb = lb * len(la)
     if len(la) != len(lb):
         return None
-    if op == "floordiv" and not all(_nonneg(a) and isinstance(b, int) and b > 0 for a, b in zip(la, lb)):
-        return None  # ONNX truncates; only equal to floor division for non-negative values
-    return SymbolicValue(tuple(_combine(op, a, b) for a, b in zip(la, lb)), scalar=left.scalar and right.scalar)
+    items = []
+    for a, b in zip(la, lb):
+        kind = op
+        if op == "floordiv":
+            if b == 0:
+                return None
+            # NOTE: ONNX Div truncates toward zero, which floor division equals for a >= 0, b > 0
+            # (a size as divisor: ONNX and Python both fail on a zero).
+            kind = "floordiv" if _nonneg(a) and (isinstance(b, Dim) and b.nonneg or isinstance(b, int) and b > 0) \
+                else "truncdiv"
+        items.append(_combine(kind, a, b))
+    return SymbolicValue(tuple(items), scalar=left.scalar and right.scalar)
 
 
 # --- propagation ---------------------------------------------------------------------------------
@@ -162,6 +182,11 @@ def _axes(node, ctx, input_index: int) -> list[int] | None:
 def _shape(node, ctx) -> SymbolicValue | None:
     dims = ctx.shape(node.input(0))
     if dims is None:
+        if (node.opset < 15 or (node.attr_int("start", 0) == 0 and node.attr_int("end", None) is None)) \
+                and node.outputs[0]:
+            # NOTE: the rank is unknown (an input of an op shape inference does not know): the
+            # shape's entries are still x.size(i) for the indices a Gather picks.
+            _unranked(ctx)[node.outputs[0]] = node.input(0)
         return None
     start = node.attr_int("start", 0) if node.opset >= 15 else 0
     end = node.attr_int("end", None) if node.opset >= 15 else None
@@ -170,9 +195,24 @@ def _shape(node, ctx) -> SymbolicValue | None:
     return SymbolicValue(items[slice(start, end)]) if rank else None
 
 
+def _unranked(ctx) -> dict[str, str]:
+    """``{shape tensor: measured tensor}`` for Shape outputs of unknown length."""
+    store = getattr(ctx, "symbolic_unranked", None)
+    if store is None:
+        store = ctx.symbolic_unranked = {}
+    return store
+
+
 def _gather(node, ctx) -> SymbolicValue | None:
     data = _known(ctx, node.input(0))
     indices = ctx.constant(node.input(1))
+    source = _unranked(ctx).get(node.input(0))
+    if data is None and source is not None and indices is not None and indices.dim() <= 1 \
+            and node.attr_int("axis", 0) == 0:
+        # NOTE: x.size(i) with a negative i counts from the end like the Gather; an index past
+        # the rank raises there (as the Gather would be invalid).
+        picked = tuple(Dim("size", source, int(i)) for i in indices.reshape(-1).tolist())
+        return SymbolicValue(picked, scalar=indices.dim() == 0)
     if data is None or data.scalar or indices is None or node.attr_int("axis", 0) not in (0, -1):
         return None
     if indices.dim() > 1:
@@ -189,7 +229,8 @@ def _gather(node, ctx) -> SymbolicValue | None:
 
 def _slice(node, ctx) -> SymbolicValue | None:
     data = _known(ctx, node.input(0))
-    if data is None or data.scalar:
+    source = _unranked(ctx).get(node.input(0))
+    if (data is None or data.scalar) and source is None:
         return None
     if node.opset >= 10:
         starts, ends = ctx.constant_ints(node.input(1)), ctx.constant_ints(node.input(2))
@@ -199,6 +240,19 @@ def _slice(node, ctx) -> SymbolicValue | None:
         starts, ends, axes, steps = node.attr_ints("starts"), node.attr_ints("ends"), node.attr_ints("axes") or [0], [1]
     if None in (starts, ends, axes, steps) or len(starts) != 1 or axes[0] not in (0, -1) or steps[0] == 0:
         return None
+    if data is None:  # a shape of unknown length: only spans that do not depend on the length
+        start, end = starts[0], ends[0]
+        if steps[0] != 1:
+            return None
+        if start >= 0 and 0 <= end < _HUGE:
+            span = range(start, end)  # x.size(i) raises for an i past the rank: loud, not wrong
+        elif start < 0 and (end >= _HUGE or end < 0):
+            span = range(start, 0 if end >= _HUGE else end)
+        else:
+            return None
+        if len(span) > _MAX_LENGTH:
+            return None
+        return SymbolicValue(tuple(Dim("size", source, i) for i in span))
     return SymbolicValue(tuple(data.items[slice(starts[0], ends[0], steps[0])]))
 
 
@@ -331,8 +385,8 @@ def propagate(node, ctx) -> torch.Tensor | None:
         elem = onnx.TensorProto.INT64
     if elem not in _INT_TYPES and not (elem == onnx.TensorProto.BOOL and node.op_type in ("Equal", "Where")):
         return None  # float arithmetic, or a type shape inference could not tell
-    if any(name and not ctx.is_constant(name) and name not in _store(ctx) for name in node.inputs[:1]) \
-            and node.op_type not in ("Shape", "Size"):
+    if any(name and not ctx.is_constant(name) and name not in _store(ctx) and name not in _unranked(ctx)
+           for name in node.inputs[:1]) and node.op_type not in ("Shape", "Size"):
         return None  # the data input is neither known nor symbolic
     try:
         value = rule(node, ctx)
@@ -374,7 +428,8 @@ def _input_dims(assembler) -> dict[str, tuple[str, int]]:
     return found
 
 
-_FX_OPS = {"add": operator.add, "sub": operator.sub, "mul": operator.mul, "floordiv": operator.floordiv}
+_FX_OPS = {"add": operator.add, "sub": operator.sub, "mul": operator.mul, "floordiv": operator.floordiv,
+           "truncdiv": trunc_div}
 
 
 def materialize(assembler, value: Any) -> Any:

@@ -150,3 +150,40 @@ def test_shape_arithmetic_stays_symbolic():
     x = torch.randn(7, 6)
     for a, b in zip(program.module()(x), module(x)):
         torch.testing.assert_close(a, b, rtol=0, atol=0)
+
+
+def test_shapes_of_unknown_rank_and_truncating_division():
+    """Shape of a tensor whose rank shape inference cannot tell (as after contrib ops): the sizes
+    a Gather / Slice picks are still x.size(i); ONNX's integer Div truncates toward zero."""
+    from onnx2torch.symbolic import trunc_div  # noqa: PLC0415
+
+    assert [trunc_div(a, 4) for a in (-9, -4, -1, 0, 3, 9)] == [-2, -1, 0, 0, 0, 2]
+    const = {"zero": np.array(0, np.int64), "one": np.array(1, np.int64), "last": np.array([-1], np.int64),
+             "big": np.array([2**62], np.int64), "i0": np.array([0], np.int64), "two": np.array([2], np.int64),
+             "two_s": np.array(2, np.int64), "five": np.array([5], np.int64)}
+    nodes = [
+        oh.make_node("Shape", ["x"], ["shape"]),
+        oh.make_node("Gather", ["shape", "zero"], ["n"]),
+        oh.make_node("Unsqueeze", ["n", "i0"], ["n1"]),
+        oh.make_node("Concat", ["n1", "last"], ["flat_shape"], axis=0),
+        oh.make_node("Reshape", ["x", "flat_shape"], ["flat"]),
+        oh.make_node("Slice", ["shape", "last", "big"], ["tail"]),
+        oh.make_node("Squeeze", ["tail", "i0"], ["width"]),
+        oh.make_node("Range", ["zero", "width", "one"], ["widths"]),
+        oh.make_node("Sub", ["tail", "five"], ["short"]),
+        oh.make_node("Div", ["short", "two"], ["half"]),  # (w - 5) / 2 truncates: w = 3 gives -1, not -2
+        oh.make_node("Squeeze", ["half", "i0"], ["half_s"]),
+        oh.make_node("Add", ["half_s", "two_s"], ["end"]),
+        oh.make_node("Range", ["zero", "end", "one"], ["count"]),
+    ]
+    graph = oh.make_graph(nodes, "unranked", [oh.make_tensor_value_info("x", TensorProto.FLOAT, None)],
+                          [oh.make_empty_tensor_value_info(o) for o in ("flat", "widths", "count")],
+                          [onnx.numpy_helper.from_array(v, k) for k, v in const.items()])
+    model = oh.make_model(graph, opset_imports=[oh.make_opsetid("", 17)])
+    model.ir_version = 8
+    module = onnx2torch.ConvertModel(model, simplify=False)
+    assert "reshape_dynamic" not in module.code and "arange_like" not in module.code and "x.size(-1)" in module.code
+    for shape in ((2, 3, 9), (4, 3)):
+        x = np.random.default_rng(0).standard_normal(shape).astype(np.float32)
+        for e, g in zip(run_onnxruntime(model, {"x": x}), module(torch.from_numpy(x))):
+            np.testing.assert_array_equal(g.detach().numpy(), e)
