@@ -200,4 +200,10 @@ def simplify_stripped(
     if len(inputs) != len(simplified.graph.input):
         del simplified.graph.input[:]
         simplified.graph.input.extend(inputs)
+    for value in simplified.graph.input:
+        if value.name in stash:
+            # NOTE: the weight's own dims, whatever onnxsim made of them (it merges a value_info
+            # entry for the name, which _without_declared_sizes stripped of its sizes).
+            tensor = stash[value.name]
+            value.type.CopyFrom(onnx.helper.make_tensor_type_proto(tensor.data_type, list(tensor.dims)))
     return simplified, {name: tensor for name, tensor in stash.items() if name in used}

@@ -455,3 +455,16 @@ def test_attention_with_a_per_head_bias_and_symbolic_heads():
     with torch.no_grad():
         np.testing.assert_allclose(module(x).numpy(), expected, rtol=1e-5, atol=1e-6)
         np.testing.assert_allclose(module(x).numpy(), native(x).numpy(), rtol=1e-5, atol=1e-6)
+
+
+def test_weights_kept_out_of_simplification_keep_their_shapes():
+    """Exporters (torch's dynamo) also list weights in value_info; the weight's dims must survive
+    simplification, or the conv's channel count (and with it nn.LayerNorm) is lost."""
+    w = _x(64, 3, 3, 3)  # large enough to stay out of onnxsim
+    nodes = [oh.make_node("Conv", ["x", "w"], ["c"], pads=[1, 1, 1, 1]),
+             oh.make_node("Transpose", ["c"], ["t"], perm=[0, 2, 3, 1]),
+             oh.make_node("LayerNormalization", ["t", "g", "b"], ["y"], axis=-1)]
+    model = _model(nodes, {"x": ["batch", 3, 8, 8]}, {"w": w, "g": 1 + _x(64), "b": _x(64)})
+    model.graph.value_info.append(oh.make_tensor_value_info("w", F32, list(w.shape)))
+    module = _check(model, {"x": _x(2, 3, 8, 8)})
+    assert "LayerNorm" in _targets(module)
