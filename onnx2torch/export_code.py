@@ -41,6 +41,7 @@ import torch
 from torch import fx, nn
 from torch.fx.node import _get_qualified_name
 
+from onnx2torch.custom_ops import custom_op_source, is_custom_op
 from onnx2torch.errors import Onnx2TorchError
 
 __all__ = ["export_code", "CodeExportError"]
@@ -251,8 +252,8 @@ class _Writer:
 
     def ref(self, obj: Any, where: str) -> str:
         """A source expression that evaluates to ``obj`` (a function, class or module) in the file."""
-        if _is_package_object(obj):
-            return self.helper(obj).name
+        if _is_package_object(obj) or is_custom_op(obj):
+            return self.helper(obj).name  # user ops travel as source too (onnx2torch.custom_op)
         if isinstance(obj, types.ModuleType):
             name = obj.__name__
             if name == "torch" or name.startswith("torch."):
@@ -291,7 +292,7 @@ class _Writer:
             return self.helpers[key]
         module = sys.modules[obj.__module__]
         try:
-            source = textwrap.dedent(inspect.getsource(obj))
+            source = custom_op_source(obj) if is_custom_op(obj) else textwrap.dedent(inspect.getsource(obj))
         except (OSError, TypeError) as exc:
             raise CodeExportError(f"no source for {obj.__module__}.{getattr(obj, '__qualname__', obj)}: {exc}") from exc
         original = obj.__name__ if hasattr(obj, "__name__") else str(obj)

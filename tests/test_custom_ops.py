@@ -173,3 +173,30 @@ def test_bad_signatures_are_rejected_at_decoration():
         custom_op("Bad", domain=DOMAIN)(lambda x, **kwargs: x)
     with pytest.raises(TypeError, match="plain function"):
         custom_op("Bad", domain=DOMAIN)(torch.relu)
+
+
+def test_code_export_writes_the_user_function_into_the_file(tmp_path):
+    import os
+    import subprocess
+    import sys
+
+    from tests.test_export_code import CHILD
+
+    nodes = [oh.make_node("Scale2", ["x"], ["s"], domain=DOMAIN, factor=3.0), oh.make_node("Relu", ["s"], ["y"])]
+    model = _model(nodes, [("x", [2, 3])], [("y", [2, 3])])
+    module = onnx2torch.ConvertModel(model)
+    code, _ = onnx2torch.export_code(module, tmp_path / "scaled.py")
+    source = open(code, encoding="utf-8").read()
+    assert "def scale2(" in source and "@custom_op" not in source
+    from tests.test_export_code import _imports
+
+    assert "onnx2torch" not in _imports(source)
+    x = torch.randn(2, 3)
+    torch.save((x,), tmp_path / "in.pt")
+    job = f"{tmp_path}|scaled|{tmp_path / 'in.pt'}|{tmp_path / 'out.pt'}"
+    site_packages = os.path.dirname(os.path.dirname(torch.__file__))
+    result = subprocess.run([sys.executable, "-I", "-S", "-c", CHILD, site_packages, job], cwd=tmp_path,
+                            env={"PATH": os.environ.get("PATH", "")}, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr[-2000:]
+    (got,) = torch.load(tmp_path / "out.pt", weights_only=True)
+    torch.testing.assert_close(got, torch.relu(x * 3.0))
