@@ -283,49 +283,59 @@ class _Fuser:
         self.shapes = shapes
         self.counts: Counter[str] = Counter()
         self.touched_attrs: set[str] = set()
+        self.attr_uses: Counter[str] = Counter()
+        self.calls: Counter[str] = Counter()
 
     def run(self) -> None:
-        self.linear_bias()
-        self.gelu()
-        self.gates()
-        self.layer_norm()
-        self.attention()
+        self.attr_uses = Counter(n.target for n in self.graph.nodes if n.op == "get_attr")
+        self.calls = Counter(n.target for n in self.graph.nodes if n.op == "call_module")
+        for matcher in (self._linear_bias_at, self._gelu_at, self._gates_at, self._layer_norm_from,
+                        self._attention_from):
+            for node in list(self.graph.nodes):
+                if not _alive(node):
+                    continue
+                try:
+                    matcher(node)
+                except Exception as exc:  # noqa: BLE001 - a pattern that cannot be fused stays as it is
+                    # NOTE: every rewrite checks its whole pattern before it changes anything, so
+                    # a failed match leaves the graph exactly as the converters built it.
+                    logger.warning("fusion: %s skipped at node %s (%s: %s)", matcher.__name__.strip("_"),
+                                   node.name, type(exc).__name__, exc)
         if self.counts:
             self.finish()
 
     # --- Linear + bias ---------------------------------------------------------------------
-    def linear_bias(self) -> None:
-        attr_uses = Counter(n.target for n in self.graph.nodes if n.op == "get_attr")
-        calls = Counter(n.target for n in self.graph.nodes if n.op == "call_module")
-        for node in list(self.graph.nodes):
-            layer = _submodule(self.root, node)
-            if type(layer) is not nn.Linear or layer.bias is not None or len(node.args) != 1:
-                continue
-            if calls[node.target] != 1:
-                continue
-            add = _sole_user(node)
-            if not _is_call(add, _ADD) or len(add.args) != 2 or add.kwargs or node not in add.args:
-                continue
-            other = add.args[1] if add.args[0] is node else add.args[0]
-            if other is node:
-                continue
-            bias = _attr_value(self.root, other)
-            out = layer.out_features
-            if bias is None or bias.dtype != layer.weight.dtype or bias.numel() != out or bias.shape[-1] != out:
-                continue
-            if bias.dim() > 1:
-                rank = self.shapes.rank(node)
-                if rank is None or bias.dim() > rank or attr_uses[other.target] != 1:
-                    continue
-            if bias.dim() == 1 and isinstance(bias, nn.Parameter):
-                layer.bias = bias  # the graph's own parameter: ties and trainability unchanged
-            else:
-                layer.bias = nn.Parameter(bias.detach().reshape(out).clone(), requires_grad=bias.requires_grad)
-            self.touched_attrs.add(other.target)
-            add.replace_all_uses_with(node)
-            self.graph.erase_node(add)
-            _erase_dead(self.graph, [other])
-            self.counts["linear_bias"] += 1
+    def _linear_bias_at(self, node: fx.Node) -> None:
+        """Linear(bias=False) -> + constant [out] vector: the vector becomes the Linear's bias."""
+        layer = _submodule(self.root, node)
+        if type(layer) is not nn.Linear or layer.bias is not None or len(node.args) != 1:
+            return
+        if self.calls[node.target] != 1:
+            return
+        add = _sole_user(node)
+        if not _is_call(add, _ADD) or len(add.args) != 2 or add.kwargs or node not in add.args:
+            return
+        other = add.args[1] if add.args[0] is node else add.args[0]
+        if other is node:
+            return
+        bias = _attr_value(self.root, other)
+        out = layer.out_features
+        if bias is None or bias.dim() == 0 or bias.dtype != layer.weight.dtype or bias.numel() != out \
+                or bias.shape[-1] != out:
+            return
+        if bias.dim() > 1:
+            rank = self.shapes.rank(node)
+            if rank is None or bias.dim() > rank or self.attr_uses[other.target] != 1:
+                return
+        if bias.dim() == 1 and isinstance(bias, nn.Parameter):
+            layer.bias = bias  # the graph's own parameter: ties and trainability unchanged
+        else:
+            layer.bias = nn.Parameter(bias.detach().reshape(out).clone(), requires_grad=bias.requires_grad)
+        self.touched_attrs.add(other.target)
+        add.replace_all_uses_with(node)
+        self.graph.erase_node(add)
+        _erase_dead(self.graph, [other])
+        self.counts["linear_bias"] += 1
 
     # --- GELU -------------------------------------------------------------------------------
     def _product_root(self, start: fx.Node, want: list[Any], const: float) -> tuple[fx.Node, list[fx.Node]] | None:
@@ -353,14 +363,11 @@ class _Fuser:
         other = add.args[1] if add.args[0] is node else add.args[0]
         return add if _scalar(self.root, other, self.shapes, like=add) == 1.0 else None
 
-    def gelu(self) -> None:
-        for node in list(self.graph.nodes):
-            if not _alive(node):
-                continue
-            if _is_call(node, (torch.erf, torch.special.erf)):
-                self._gelu_erf(node)
-            elif _is_module(self.root, node, nn.Tanh) or _is_call(node, (torch.tanh,)):
-                self._gelu_tanh(node)
+    def _gelu_at(self, node: fx.Node) -> None:
+        if _is_call(node, (torch.erf, torch.special.erf)):
+            self._gelu_erf(node)
+        elif _is_module(self.root, node, nn.Tanh) or _is_call(node, (torch.tanh,)):
+            self._gelu_tanh(node)
 
     def _fuse_gelu(self, x: fx.Node, one_plus: fx.Node, inner: list[fx.Node], approximate: str) -> bool:
         found = self._product_root(one_plus, [x, one_plus], 0.5)
@@ -419,14 +426,13 @@ class _Fuser:
                 return
 
     # --- SiLU / HardSwish -------------------------------------------------------------------
-    def gates(self) -> None:
-        for node in list(self.graph.nodes):
-            if not _alive(node) or len(node.args) != 2 or node.kwargs:
-                continue
-            if _is_call(node, _MUL) and self._gated(node):
-                continue
-            if _is_call(node, _MUL) or _is_call(node, _DIV):
-                self._hardswish_relu6(node)
+    def _gates_at(self, node: fx.Node) -> None:
+        if len(node.args) != 2 or node.kwargs:
+            return
+        if _is_call(node, _MUL) and self._gated(node):
+            return
+        if _is_call(node, _MUL) or _is_call(node, _DIV):
+            self._hardswish_relu6(node)
 
     def _gated(self, node: fx.Node) -> bool:
         """x * sigmoid(x) -> SiLU, x * hardsigmoid(x) -> Hardswish."""
@@ -482,11 +488,6 @@ class _Fuser:
             return
 
     # --- LayerNorm --------------------------------------------------------------------------
-    def layer_norm(self) -> None:
-        for node in list(self.graph.nodes):
-            if _alive(node) and _is_call(node, (torch.mean,)):
-                self._layer_norm_from(node)
-
     def _mean_dims(self, node: fx.Node, x: Any) -> tuple[int, ...] | None:
         """The trailing dims (as negative indices) a keepdim mean over ``x`` reduces, or None."""
         if not _is_call(node, (torch.mean,)) or node.args[:1] != (x,) or len(node.args) != 1:
@@ -504,6 +505,9 @@ class _Fuser:
         return dims if dims == tuple(range(-len(dims), 0)) else None
 
     def _layer_norm_from(self, mean: fx.Node) -> None:
+        """ReduceMean / Sub / Pow 2 / ReduceMean / Add eps / Sqrt / Div (* gamma + beta)."""
+        if not _is_call(mean, (torch.mean,)):
+            return
         x = mean.args[0] if mean.args else None
         dims = self._mean_dims(mean, x)
         centred = _sole_user(mean) if dims else None
@@ -585,11 +589,6 @@ class _Fuser:
         return (arg, shape) if own == list(shape) else None
 
     # --- attention --------------------------------------------------------------------------
-    def attention(self) -> None:
-        for node in list(self.graph.nodes):
-            if _alive(node):
-                self._attention_from(node)
-
     def _is_last_softmax(self, node: fx.Node) -> bool:
         module = _submodule(self.root, node)
         if type(module) is nn.Softmax:
