@@ -88,9 +88,12 @@ def cached_export(name: str, build: Callable[[], torch.nn.Module], x: torch.Tens
     return path
 
 
-def alternate(a: Callable[[], object], b: Callable[[], object], reps: int, warmup: int = 2) -> tuple[float, float]:
-    """Median seconds of ``a`` and ``b``, timed one after the other ``reps`` times so that both
-    see the same machine noise."""
+def alternate(a: Callable[[], object], b: Callable[[], object], reps: int,
+              warmup: int = 2) -> tuple[tuple[float, float], tuple[float, float]]:
+    """``((median a, median b), (best a, best b))`` in seconds, ``a`` and ``b`` timed one after the
+    other ``reps`` times so that both see the same machine noise.  On a busy machine the median
+    swings with the load (a descheduled thread stalls every parallel op); the best run is the
+    steadier estimate of what each costs."""
     for _ in range(warmup):
         a()
         b()
@@ -104,7 +107,7 @@ def alternate(a: Callable[[], object], b: Callable[[], object], reps: int, warmu
         tb.append(time.perf_counter() - t)
     ta.sort()
     tb.sort()
-    return ta[reps // 2], tb[reps // 2]
+    return (ta[reps // 2], tb[reps // 2]), (ta[0], tb[0])
 
 
 def geomean(values: list[float]) -> float:

@@ -38,17 +38,19 @@ def run(exporters: list[str], reps: int, only: set[str] | None) -> dict[str, flo
             convert_s = time.perf_counter() - started
             with torch.inference_mode():
                 error = float((converted(x) - native(x)).abs().max())
-                t_native, t_converted = alternate(lambda: native(x), lambda: converted(x), reps)  # noqa: B023
-            ratio = t_converted / t_native
+                median, best = alternate(lambda: native(x), lambda: converted(x), reps)  # noqa: B023
             if error <= 1e-3:
-                ratios.append(ratio)
-            rows.append([name, f"{error:.1e}", f"{t_native * 1e3:.2f}", f"{t_converted * 1e3:.2f}", f"{ratio:.3f}",
-                         f"{convert_s:.2f}"])
-        print(f"### converted vs native, {exporter} exporter, {torch.get_num_threads()} threads, median of {reps}")
-        print_table(["model", "max abs error", "native ms", "converted ms", "converted / native", "conversion s"], rows)
-        geomeans[exporter] = geomean(ratios)
-        print(f"geomean converted / native ({exporter}): {geomeans[exporter]:.3f} over {len(ratios)}/{len(rows)} "
-              "models matching within 1e-3\n", flush=True)
+                ratios.append((median[1] / median[0], best[1] / best[0]))
+            rows.append([name, f"{error:.1e}", f"{median[0] * 1e3:.2f}", f"{median[1] * 1e3:.2f}",
+                         f"{median[1] / median[0]:.3f}", f"{best[0] * 1e3:.2f}", f"{best[1] * 1e3:.2f}",
+                         f"{best[1] / best[0]:.3f}", f"{convert_s:.2f}"])
+        print(f"### converted vs native, {exporter} exporter, {torch.get_num_threads()} threads, {reps} runs each")
+        print_table(["model", "max abs error", "native ms (median)", "converted ms (median)", "ratio (median)",
+                     "native ms (best)", "converted ms (best)", "ratio (best)", "conversion s"], rows)
+        geomeans[exporter] = (geomean([r[0] for r in ratios]), geomean([r[1] for r in ratios]))
+        print(f"geomean converted / native ({exporter}): {geomeans[exporter][0]:.3f} (medians), "
+              f"{geomeans[exporter][1]:.3f} (best runs) over {len(ratios)}/{len(rows)} models matching within 1e-3\n",
+              flush=True)
     return geomeans
 
 
