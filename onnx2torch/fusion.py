@@ -320,14 +320,16 @@ class _Fuser:
             return
         bias = _attr_value(self.root, other)
         out = layer.out_features
-        if bias is None or bias.dim() == 0 or bias.dtype != layer.weight.dtype or bias.numel() != out \
-                or bias.shape[-1] != out:
+        # NOTE: only a trainable vector moves into the layer (one-element constants are buffers,
+        # hyper-parameters rather than weights, and stay where they are).
+        if not isinstance(bias, nn.Parameter) or bias.dim() == 0 or bias.dtype != layer.weight.dtype \
+                or bias.numel() != out or bias.shape[-1] != out:
             return
         if bias.dim() > 1:
             rank = self.shapes.rank(node)
             if rank is None or bias.dim() > rank or self.attr_uses[other.target] != 1:
                 return
-        if bias.dim() == 1 and isinstance(bias, nn.Parameter):
+        if bias.dim() == 1:
             layer.bias = bias  # the graph's own parameter: ties and trainability unchanged
         else:
             layer.bias = nn.Parameter(bias.detach().reshape(out).clone(), requires_grad=bias.requires_grad)
@@ -516,7 +518,8 @@ class _Fuser:
         users = list(centred.users)
         if len(users) != 2:
             return
-        square = next((u for u in users if (_is_call(u, _POW) and u.args[0] is centred and u.args[1] in (2, 2.0))
+        square = next((u for u in users if (_is_call(u, _POW) and u.args[0] is centred and len(u.args) == 2
+                                            and _scalar(self.root, u.args[1], self.shapes, like=u) == 2.0)
                        or (_is_call(u, _MUL) and u.args == (centred, centred))), None)
         if square is None or len(square.users) != 1:
             return
