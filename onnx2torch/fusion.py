@@ -29,6 +29,7 @@ from __future__ import annotations
 import logging
 import math
 import operator
+import re
 from collections import Counter
 from collections.abc import Iterable
 from typing import Any
@@ -244,7 +245,15 @@ def _only_used_inside(nodes: Iterable[fx.Node], allowed: set[fx.Node]) -> bool:
     return all(user in allowed for n in nodes for user in n.users)
 
 
-def _add_module(gm: fx.GraphModule, base: str, module: nn.Module) -> str:
+def _add_module(gm: nn.Module, root: fx.Node, tag: str, module: nn.Module) -> str:
+    """Register ``module`` under a name from the ONNX scope of ``root`` (``/m/layer.0/act/Mul_1``
+    -> ``m_layer_0_act_gelu``), or from the node's own name."""
+    scope = str(root.meta.get("onnx_node", "")).rpartition("/")[0]
+    base = re.sub(r"\W+", "_", scope).strip("_")
+    if base and not base[0].isdigit():
+        base = f"{base}_{tag}"
+    else:
+        base = root.name if tag in root.name.lower() else f"{root.name}_{tag}"
     name, i = base, 1
     while hasattr(gm, name):
         i += 1
@@ -381,7 +390,7 @@ class _Fuser:
             return False
         if self.shapes.dtype(x) is not None and not self.shapes.dtype(x).is_floating_point:
             return False
-        name = _add_module(self.root, f"{root.name}_gelu", nn.GELU(approximate=approximate))
+        name = _add_module(self.root, root, "gelu", nn.GELU(approximate=approximate))
         _rewrite(root, "call_module", name, (x,), {}, "gelu")
         _erase_dead(self.graph, matched - {root})
         self.counts["gelu"] += 1
@@ -457,7 +466,7 @@ class _Fuser:
                 and _close(node.kwargs.get("alpha"), 1.0 / 6.0) and node.kwargs.get("beta") == 0.5)
 
     def _replace_gate(self, root: fx.Node, gate: fx.Node, x: fx.Node, module: nn.Module, tag: str) -> None:
-        name = _add_module(self.root, f"{root.name}_{tag}", module)
+        name = _add_module(self.root, root, tag, module)
         _rewrite(root, "call_module", name, (x,), {}, tag)
         _erase_dead(self.graph, [gate])
         self.counts[tag] += 1
@@ -483,7 +492,7 @@ class _Fuser:
             matched = set(inner) | {gate, shifted}
             if not _only_used_inside([n for n in matched if n is not root], matched):
                 continue
-            name = _add_module(self.root, f"{root.name}_hardswish", nn.Hardswish())
+            name = _add_module(self.root, root, "hardswish", nn.Hardswish())
             _rewrite(root, "call_module", name, (x,), {}, "hardswish")
             _erase_dead(self.graph, matched - {root})
             self.counts["hardswish"] += 1
