@@ -291,6 +291,20 @@ def _label(node: onnx.NodeProto, index: int) -> str:
 
 
 _ATTR_NAMES = {int(v): k for k, v in AttributeProto.AttributeType.items()}
+_ELEM_TYPES = frozenset(TensorProto.DataType.values())
+#: (domain, op, since) -> {attribute: (type, required)}; reading ``OpSchema.attributes`` builds a
+#: new dict of wrapped C++ objects on every access (a few microseconds, per node of large graphs).
+_SCHEMA_ATTRIBUTES: dict[tuple[str, str, int], dict[str, tuple[int, bool]]] = {}
+
+
+def _schema_attributes(schema: onnx.defs.OpSchema) -> dict[str, tuple[int, bool]]:
+    key = (schema.domain, schema.name, schema.since_version)
+    table = _SCHEMA_ATTRIBUTES.get(key)
+    if table is None:
+        table = _SCHEMA_ATTRIBUTES[key] = {
+            name: (int(a.type.value) if hasattr(a.type, "value") else int(a.type), bool(a.required))
+            for name, a in schema.attributes.items()}
+    return table
 
 
 def _check_attributes(node: onnx.NodeProto, index: int, schema: onnx.defs.OpSchema | None) -> None:
@@ -308,10 +322,10 @@ def _check_attributes(node: onnx.NodeProto, index: int, schema: onnx.defs.OpSche
             )
         if schema is None:
             continue
-        declared = schema.attributes.get(attr.name)
+        declared = _schema_attributes(schema).get(attr.name)
         if declared is None:
             continue
-        expected = int(declared.type.value) if hasattr(declared.type, "value") else int(declared.type)
+        expected = declared[0]
         if int(attr.type) != expected:
             raise InvalidModelError(
                 f"{_label(node, index)}: attribute '{attr.name}' is {_ATTR_NAMES.get(int(attr.type), attr.type)}, "
@@ -320,8 +334,8 @@ def _check_attributes(node: onnx.NodeProto, index: int, schema: onnx.defs.OpSche
             )
     if schema is None:
         return
-    for name, declared in schema.attributes.items():
-        if declared.required and name not in seen:
+    for name, (_, required) in _schema_attributes(schema).items():
+        if required and name not in seen:
             raise InvalidModelError(
                 f"{_label(node, index)} lacks the required attribute '{name}' of {node.op_type}-{schema.since_version}"
             )
@@ -347,7 +361,7 @@ def _value_type_problem(value: onnx.ValueInfoProto) -> str | None:
         tt = value.type.tensor_type
         if tt.elem_type == TensorProto.UNDEFINED:
             return "has no element type"
-        if tt.elem_type not in TensorProto.DataType.values():
+        if tt.elem_type not in _ELEM_TYPES:
             return f"has an unknown element type {tt.elem_type}"
         for dim in tt.shape.dim:
             if dim.HasField("dim_value") and dim.dim_value < 0:
@@ -375,7 +389,7 @@ _TYPED_FIELD = {
 
 def _check_tensor(tensor: TensorProto, what: str) -> None:
     """A tensor's declared type and shape agree with the bytes it holds."""
-    if tensor.data_type == TensorProto.UNDEFINED or tensor.data_type not in TensorProto.DataType.values():
+    if tensor.data_type == TensorProto.UNDEFINED or tensor.data_type not in _ELEM_TYPES:
         raise InvalidModelError(f"{what} '{tensor.name}' has no valid element type ({tensor.data_type})")
     if any(d < 0 for d in tensor.dims):
         raise InvalidModelError(f"{what} '{tensor.name}' has a negative dimension in {list(tensor.dims)}")
