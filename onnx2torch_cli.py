@@ -164,7 +164,7 @@ def _run(args: argparse.Namespace) -> int:
     from onnx2torch.convert import load_model  # noqa: PLC0415
     from onnx2torch.extract import prepare_model  # noqa: PLC0415
     from onnx2torch.limits import constant_limit  # noqa: PLC0415
-    from onnx2torch.simplify import simplify_model  # noqa: PLC0415
+    from onnx2torch.simplify import restore_initializers, simplify_stripped  # noqa: PLC0415
     from onnx2torch.validate import validate_model  # noqa: PLC0415
     from onnx2torch.verify import find_first_divergence, make_inputs, verify  # noqa: PLC0415
 
@@ -183,15 +183,17 @@ def _run(args: argparse.Namespace) -> int:
     if notes:
         print("\n".join(notes))
     check_supported(model)
-    simplified = model if args.no_simplify else simplify_model(model, input_shapes)
+    simplified, stash = (model, {}) if args.no_simplify else simplify_stripped(model, input_shapes)
     with constant_limit(args.max_constant_bytes):
-        module = assemble(simplified, base_dir=base_dir)
+        module = assemble(simplified, base_dir=base_dir, initializers=stash)
     if args.optimize:
         from onnx2torch.fusion import fold_batch_norm  # noqa: PLC0415
 
         module = fold_batch_norm(module)
     elapsed = time.perf_counter() - started
     print(f"converted {args.onnx_path} in {elapsed:.2f} s ({len(simplified.graph.node)} nodes after simplification)")
+    if stash and (args.simplify_path or args.debug):  # the weights go back only where a whole model is needed
+        simplified = restore_initializers(simplified, stash, {v.name for v in model.graph.input})
 
     _check_input_sizes(model, input_shapes)
     try:
