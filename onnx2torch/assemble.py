@@ -23,7 +23,7 @@ import torch
 from torch import fx, nn
 
 from onnx2torch.attributes import OnnxNode
-from onnx2torch.dtypes import owned_copy, tensor_from_proto
+from onnx2torch.dtypes import adopt_or_copy, owned_copy, tensor_from_proto
 from onnx2torch.errors import ConversionError, InvalidModelError, UnsupportedOperatorError
 from onnx2torch.functions import expand_schema_function, has_schema_function, inline_local_functions
 from onnx2torch.fusion import fuse_graph
@@ -116,6 +116,10 @@ class ConversionContext:
         self.symbolic_values: dict[str, Any] = {}
         #: ONNX element types of initializers as declared (int4 travels as int8 in torch).
         self.declared_types: dict[str, int] = {}
+        #: reads of each tensor by the nodes not converted yet, graph outputs counted as reads
+        #: (kept by GraphAssembler.build; empty inside subgraphs, where nothing is adopted)
+        self.reads_left: Counter = Counter()
+        self._scratch: torch.Tensor | None = None
 
     # --- constants -------------------------------------------------------------------------
     def is_constant(self, name: str) -> bool:
@@ -134,6 +138,26 @@ class ConversionContext:
         for proto in protos:
             self.pending[proto.name] = proto
             self.declared_types[proto.name] = proto.data_type
+
+    def own(self, tensor: torch.Tensor, name: str) -> torch.Tensor:
+        """``tensor`` (constant ``name`` or a view of it) as memory a layer may keep.
+
+        When the node being converted is the constant's last reader its private memory is
+        kept, rearranged in place if need be (:func:`onnx2torch.dtypes.adopt_or_copy`), and the
+        constant is forgotten; otherwise a copy is made."""
+        if self.reads_left.get(name) != 1 or name not in self.constants:
+            return owned_copy(tensor)
+        owned = adopt_or_copy(tensor, self.scratch)
+        if owned.data_ptr() == tensor.data_ptr() and not tensor.is_contiguous():
+            self.constants.pop(name)  # NOTE: its bytes were rearranged: no one may read it again
+        return owned
+
+    def scratch(self, nbytes: int) -> torch.Tensor:
+        """A byte buffer of at least ``nbytes`` that lives as long as the conversion."""
+        if self._scratch is None or self._scratch.numel() < nbytes:
+            self._scratch = None
+            self._scratch = torch.empty(nbytes, dtype=torch.uint8)
+        return self._scratch
 
     def release(self, name: str) -> None:
         """Forget a constant no node reads any more (its memory goes back before the next weight)."""
@@ -301,9 +325,9 @@ class GraphAssembler:
             # NOTE: float tensors are trainable weights; one-element constants (a Clip bound, a
             # Dropout ratio, an epsilon) are hyper-parameters and stay buffers.
             if value.is_floating_point() and value.dtype.itemsize > 1 and value.numel() > 1:
-                self.root.register_parameter(attr, nn.Parameter(owned_copy(value), requires_grad=True))
+                self.root.register_parameter(attr, nn.Parameter(self.ctx.own(value, name), requires_grad=True))
             else:
-                self.root.register_buffer(attr, owned_copy(value))
+                self.root.register_buffer(attr, self.ctx.own(value, name))
             self.constant_attrs[name] = attr
         attr = self.constant_attrs[name]
         node = self.fx_graph.get_attr(attr)
@@ -441,13 +465,16 @@ class GraphAssembler:
     def build(self, weights: dict[str, Any] | None = None) -> fx.GraphModule:
         self.add_inputs(dict(weights or {}))
         reads = [_node_reads(proto) for proto in self.graph.node]
+        # NOTE: a graph output counts as a read that never comes: it is neither released nor
+        # adopted by a layer (ConversionContext.own).
         pending_reads = Counter(name for names in reads for name in names)
-        outputs = {value.name for value in self.graph.output}
+        pending_reads.update(value.name for value in self.graph.output)
+        self.ctx.reads_left = pending_reads
         for index, proto in enumerate(self.graph.node):
             self.add_node(proto, index)
             for name in reads[index]:
                 pending_reads[name] -= 1
-                if not pending_reads[name] and name not in outputs:
+                if not pending_reads[name]:
                     self.ctx.release(name)  # NOTE: at most one weight copy is alive beyond the layers
         self.add_outputs()
         fuse_graph(self.root, self.fx_graph, self.ctx.value_info, self.value_nodes)  # onnx2torch.fusion

@@ -6,13 +6,16 @@ int8/uint8 with the same values and float4 as float32 (torch has no such dtypes)
 from __future__ import annotations
 
 import ctypes
+import math
+import sys
 import warnings
+from collections.abc import Callable
 
 import numpy as np
 import torch
 from onnx import TensorProto, numpy_helper
 
-__all__ = ["ONNX_TO_TORCH", "torch_dtype", "to_torch", "tensor_from_proto", "is_float_dtype", "owned_copy"]
+__all__ = ["ONNX_TO_TORCH", "torch_dtype", "to_torch", "tensor_from_proto", "is_float_dtype", "owned_copy", "adopt_or_copy"]
 
 _TP = TensorProto
 ONNX_TO_TORCH: dict[int, torch.dtype] = {
@@ -108,13 +111,76 @@ def owned_copy(tensor: torch.Tensor) -> torch.Tensor:
     return t.clone(memory_format=torch.contiguous_format)
 
 
+#: Set on tensors made by :func:`tensor_from_proto` over a ``bytes`` object nothing else
+#: refers to: a private copy of the weight (the protobuf hands out a new ``bytes`` on each read),
+#: which a layer may keep instead of copying it again.
+_PRIVATE = "_onnx2torch_private_bytes"
+
+
+def _private_root(tensor: torch.Tensor) -> torch.Tensor | None:
+    """The private tensor ``tensor`` views, when it views all of it, else ``None``."""
+    root = tensor._base if tensor._base is not None else tensor
+    if not getattr(root, _PRIVATE, False) or tensor.storage_offset() or tensor.numel() != root.numel():
+        return None
+    return root
+
+
+def adopt_or_copy(tensor: torch.Tensor, scratch: Callable[[int], torch.Tensor]) -> torch.Tensor:
+    """``tensor`` as a contiguous tensor a layer may keep, for a constant no one else reads.
+
+    When it views all of a private weight (see :data:`_PRIVATE`) no new memory is taken: a
+    contiguous view is kept as it is, a transposed matrix (MatMul's ``B`` for ``nn.Linear``) is
+    transposed in place through ``scratch(nbytes)``, a buffer the caller reuses.  The private
+    weight is rewritten in that case, so the caller must not read the constant again.  Anything
+    else is copied (:func:`owned_copy`).  Fresh pages cost more than copying on most machines:
+    this keeps conversion at one copy of the weights."""
+    root = _private_root(tensor)  # NOTE: before detach(), which forgets the view's base
+    t = tensor.detach()
+    if root is None or t.is_conj() or t.is_neg():
+        return owned_copy(t)
+    if t.is_contiguous():
+        setattr(root, _PRIVATE, False)
+        return t
+    if t.dim() == 2 and t.stride() == (1, t.shape[0]):
+        rows, cols = t.shape
+        nbytes = t.numel() * t.element_size()
+        buffer = scratch(nbytes)[:nbytes].view(t.dtype).view(rows, cols)
+        buffer.copy_(t)
+        out = root.reshape(-1).view(rows, cols)
+        out.copy_(buffer)
+        setattr(root, _PRIVATE, False)
+        return out
+    return owned_copy(t)
+
+
 def _contiguous(array: np.ndarray) -> np.ndarray:
     """A C-contiguous array of the same shape (``np.ascontiguousarray`` turns 0-d into 1-d)."""
     return array if array.flags.c_contiguous else np.ascontiguousarray(array).reshape(array.shape)
 
 
+#: Element types whose raw little-endian bytes are the torch tensor's bytes.
+_RAW_DTYPES = {elem: dtype for elem, dtype in ONNX_TO_TORCH.items()
+               if elem not in (_TP.INT4, _TP.UINT4, _TP.FLOAT4E2M1)
+               and elem not in {getattr(_TP, n) for n in ("INT2", "UINT2") if hasattr(_TP, n)}}
+
+
 def tensor_from_proto(proto: TensorProto, base_dir: str | None = None) -> torch.Tensor | np.ndarray:
     """An initializer or Constant value as a torch tensor (strings stay a numpy object array)."""
+    dtype = _RAW_DTYPES.get(proto.data_type)
+    if (dtype is not None and sys.byteorder == "little" and proto.data_location != TensorProto.EXTERNAL
+            and proto.HasField("raw_data")):
+        raw = proto.raw_data
+        count = math.prod(proto.dims)
+        if len(raw) == count * dtype.itemsize and count:
+            # NOTE: a refcount of 2 (this name and getrefcount's argument) means protobuf handed
+            # out a new bytes object (upb does, on every read): the tensor over it is private.
+            private = sys.getrefcount(raw) <= 2
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", UserWarning)  # bytes are not a writable buffer
+                tensor = torch.frombuffer(raw, dtype=dtype)
+            if private:
+                setattr(tensor, _PRIVATE, True)
+            return tensor.view(tuple(proto.dims))
     array = numpy_helper.to_array(proto, base_dir or "")
     if array.dtype == object:
         return array

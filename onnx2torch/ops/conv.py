@@ -14,7 +14,6 @@ from torch import nn
 
 from onnx2torch.assemble import ConversionContext
 from onnx2torch.attributes import OnnxNode
-from onnx2torch.dtypes import owned_copy
 from onnx2torch.ops.padding import (
     Crop,
     SamePad,
@@ -146,13 +145,16 @@ def _static_spatial(ctx: ConversionContext, name: str) -> list[int] | None:
     return list(dims[2:])
 
 
-def _new_layer(cls: type[nn.Module], weight: torch.Tensor, bias: torch.Tensor | None, **kwargs) -> nn.Module:
-    """A conv layer built without random init, holding copies of ``weight`` / ``bias``."""
+def _new_layer(cls: type[nn.Module], node: OnnxNode, ctx: ConversionContext, weight: torch.Tensor,
+               bias: torch.Tensor | None, **kwargs) -> nn.Module:
+    """A conv layer built without random init, holding ``weight`` / ``bias`` (the node's W and B)
+    as its own (``ctx.own``: the constant's memory when nothing else reads it, else a copy)."""
     # NOTE: built on the meta device: no random init, and no storage allocated only to be replaced.
     layer = cls(bias=bias is not None, dtype=weight.dtype, device="meta", **kwargs)
-    layer.weight = nn.Parameter(owned_copy(weight))
+    layer.weight = nn.Parameter(ctx.own(weight, node.input(1)))
     if bias is not None:
-        layer.bias = nn.Parameter(bias.detach().clone().to(weight.dtype))
+        layer.bias = nn.Parameter(ctx.own(bias, node.input(2)) if bias.dtype == weight.dtype
+                                  else bias.detach().to(weight.dtype))
     return layer
 
 
@@ -197,9 +199,9 @@ def conv(node: OnnxNode, ctx: ConversionContext) -> Lowered:
                             kernel_size=tuple(kernel), stride=tuple(strides), dilation=tuple(dilations),
                             groups=group)
         if static_pads and begin == end:
-            return Lowered(_new_layer(_CONV[rank], weight, bias, padding=tuple(begin), **layer_kwargs),
+            return Lowered(_new_layer(_CONV[rank], node, ctx, weight, bias, padding=tuple(begin), **layer_kwargs),
                            inputs=[node.input(0)])
-        layer = _new_layer(_CONV[rank], weight, bias, padding=0, **layer_kwargs)
+        layer = _new_layer(_CONV[rank], node, ctx, weight, bias, padding=0, **layer_kwargs)
         if static_pads:
             pad = constant_pad_layer(begin, end, 0.0)
         else:
@@ -270,7 +272,7 @@ def conv_transpose(node: OnnxNode, ctx: ConversionContext) -> Lowered:
         padding = [max(0, min(b, e)) for b, e in zip(begin, end)]
         adjust = [max(0, adj - e + p) for adj, e, p in zip(output_padding, end, padding)]
         if all(a < max(s, d) for a, s, d in zip(adjust, strides, dilations)):
-            layer = _new_layer(_CONV_TRANSPOSE[rank], weight, bias,
+            layer = _new_layer(_CONV_TRANSPOSE[rank], node, ctx, weight, bias,
                                in_channels=weight.shape[0], out_channels=weight.shape[1] * group,
                                kernel_size=tuple(kernel), stride=tuple(strides), padding=tuple(padding),
                                output_padding=tuple(adjust), groups=group, dilation=tuple(dilations))

@@ -14,7 +14,6 @@ from torch import nn
 
 from onnx2torch.assemble import ConversionContext
 from onnx2torch.attributes import OnnxNode
-from onnx2torch.dtypes import owned_copy
 from onnx2torch.registry import Lowered, converter
 
 __all__ = [
@@ -143,14 +142,14 @@ def onnx_det(x: torch.Tensor) -> torch.Tensor:
 
 # --- helpers --------------------------------------------------------------------------------
 def _linear(weight: torch.Tensor, bias: torch.Tensor | None) -> nn.Linear:
-    """An ``nn.Linear`` holding copies of ``weight`` ([out, in]) and ``bias`` as parameters."""
+    """An ``nn.Linear`` whose parameters are ``weight`` ([out, in]) and ``bias``, tensors the
+    layer may keep (``ctx.own(...)``: contiguous, not shared with any other constant)."""
     out_features, in_features = weight.shape
     # NOTE: built on the meta device so that no random initialisation is spent on large layers.
     layer = nn.Linear(in_features, out_features, bias=bias is not None, device="meta", dtype=weight.dtype)
-    # NOTE: one copy, contiguous (``clone().contiguous()`` copies a transposed weight twice).
-    layer.weight = nn.Parameter(owned_copy(weight))
+    layer.weight = nn.Parameter(weight)
     if bias is not None:
-        layer.bias = nn.Parameter(owned_copy(bias))
+        layer.bias = nn.Parameter(bias)
     return layer
 
 
@@ -170,7 +169,8 @@ def _bias_vector(c: torch.Tensor, n: int) -> torch.Tensor | None:
 def _gemm_as_linear(node: OnnxNode, ctx: ConversionContext) -> Lowered | None:
     """Gemm as ``nn.Linear`` when B (and C) are constant floats, A is not transposed and alpha
     is 1; ``None`` when the layer would not be exact."""
-    weight = ctx.constant(node.input(1))
+    weight_name = node.input(1)
+    weight = ctx.constant(weight_name)
     if weight is None or not weight.is_floating_point() or weight.dim() != 2:
         return None
     if node.attr_int("transA") or node.attr_float("alpha") != 1.0:
@@ -189,7 +189,8 @@ def _gemm_as_linear(node: OnnxNode, ctx: ConversionContext) -> Lowered | None:
         if beta != 1.0:
             # NOTE: beta * C is what Gemm adds; forming it once here is the same float product.
             bias = bias * beta
-    return Lowered(_linear(weight, bias), inputs=[node.input(0)])
+        bias = ctx.own(bias, node.input(2))
+    return Lowered(_linear(ctx.own(weight, weight_name), bias), inputs=[node.input(0)])
 
 
 # --- converters -----------------------------------------------------------------------------
@@ -236,7 +237,7 @@ def matmul(node: OnnxNode, ctx: ConversionContext) -> Lowered:
         and not ctx.is_constant(node.input(0))
     ):
         # A @ B == Linear with weight B.T; 1-D and N-D A work the same way through F.linear.
-        return Lowered(_linear(weight.t(), None), inputs=[node.input(0)])
+        return Lowered(_linear(ctx.own(weight.t(), node.input(1)), None), inputs=[node.input(0)])
     if ctx.elem_type(node.input(0)) in _UNSIGNED_WIDE:
         return Lowered(unsigned_matmul)
     return Lowered(torch.matmul)

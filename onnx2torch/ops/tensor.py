@@ -16,7 +16,7 @@ from torch import nn
 
 from onnx2torch.assemble import ConversionContext
 from onnx2torch.attributes import OnnxNode
-from onnx2torch.dtypes import ONNX_TO_TORCH, owned_copy, to_torch, torch_dtype
+from onnx2torch.dtypes import ONNX_TO_TORCH, to_torch, torch_dtype
 from onnx2torch.registry import Lowered, converter
 from onnx2torch.symbolic import DeviceOf, symbolic_value
 
@@ -115,7 +115,7 @@ def gather(node: OnnxNode, ctx: ConversionContext) -> Lowered:
     indices = ctx.constant(index_name)
     table = ctx.constant(data)
     if table is not None and indices is None and axis == 0 and table.dim() == 2 and table.is_floating_point():
-        layer = Embedding(table.shape[0], table.shape[1], _weight=owned_copy(table), _freeze=False)
+        layer = Embedding(table.shape[0], table.shape[1], _weight=ctx.own(table, data), _freeze=False)
         return Lowered(layer, inputs=[index_name])
     if indices is not None and indices.dim() == 0:
         # NOTE: a scalar index removes the axis; torch.select also wraps negative indices.

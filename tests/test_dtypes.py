@@ -1,0 +1,134 @@
+"""Weights read from a model: tensor_from_proto's types, and layers that keep the private copy of
+a weight instead of copying it again (onnx2torch.dtypes.adopt_or_copy, ConversionContext.own)."""
+from __future__ import annotations
+
+import numpy as np
+import onnx
+import onnx.helper as oh
+import pytest
+import torch
+from onnx import TensorProto, numpy_helper
+
+from onnx2torch import ConvertModel
+from onnx2torch.dtypes import adopt_or_copy, tensor_from_proto
+from onnx2torch.verify import run_onnxruntime
+
+
+def _scratch(nbytes: int) -> torch.Tensor:
+    return torch.empty(nbytes, dtype=torch.uint8)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64, np.float16, np.int8, np.int32, np.int64, np.uint8,
+                                   np.uint16, np.bool_, np.complex64])
+def test_tensor_from_proto_matches_numpy_helper(dtype):
+    rng = np.random.default_rng(0)
+    array = (rng.standard_normal((3, 5)) * 50).astype(dtype)
+    proto = numpy_helper.from_array(array, "w")
+    tensor = tensor_from_proto(proto)
+    assert tensor.shape == (3, 5)
+    np.testing.assert_array_equal(tensor.numpy(), numpy_helper.to_array(proto))
+
+
+def test_tensor_from_proto_scalar_empty_and_typed_fields():
+    scalar = tensor_from_proto(numpy_helper.from_array(np.array(2.5, np.float32), "s"))
+    assert scalar.shape == () and float(scalar) == 2.5
+    empty = tensor_from_proto(numpy_helper.from_array(np.zeros((0, 4), np.float32), "e"))
+    assert empty.shape == (0, 4)
+    typed = oh.make_tensor("t", TensorProto.FLOAT, [2, 2], [1.0, 2.0, 3.0, 4.0])  # float_data, not raw
+    assert tensor_from_proto(typed).tolist() == [[1.0, 2.0], [3.0, 4.0]]
+
+
+def test_a_private_weight_is_kept_transposed_in_place():
+    array = np.arange(12, dtype=np.float32).reshape(3, 4)
+    weight = tensor_from_proto(numpy_helper.from_array(array, "w"))
+    kept = adopt_or_copy(weight.t(), _scratch)
+    assert kept.data_ptr() == weight.data_ptr()  # no new memory
+    assert kept.is_contiguous() and kept.shape == (4, 3)
+    np.testing.assert_array_equal(kept.numpy(), array.T)
+    # the private weight is used up: a second request copies
+    again = adopt_or_copy(kept, _scratch)
+    assert again.data_ptr() != kept.data_ptr()
+
+
+def test_a_shared_or_partial_tensor_is_copied():
+    shared = torch.from_numpy(np.arange(6, dtype=np.float32).reshape(2, 3))  # not from a proto
+    assert adopt_or_copy(shared.t(), _scratch).data_ptr() != shared.data_ptr()
+    weight = tensor_from_proto(numpy_helper.from_array(np.arange(6, dtype=np.float32).reshape(2, 3), "w"))
+    part = adopt_or_copy(weight[1], _scratch)
+    assert part.data_ptr() != weight.data_ptr()
+    np.testing.assert_array_equal(weight.numpy(), np.arange(6, dtype=np.float32).reshape(2, 3))
+
+
+def _matmul_graph(nodes, outputs, weight: np.ndarray, opset: int = 17) -> onnx.ModelProto:
+    graph = oh.make_graph(
+        nodes, "g", [oh.make_tensor_value_info("x", TensorProto.FLOAT, [4, 4])],
+        [oh.make_tensor_value_info(name, TensorProto.FLOAT, [4, 4]) for name in outputs],
+        [numpy_helper.from_array(weight, "W")],
+    )
+    return oh.make_model(graph, opset_imports=[oh.make_opsetid("", opset)])
+
+
+@pytest.mark.parametrize("simplify", [False, True])
+@pytest.mark.parametrize("case", ["two_matmuls", "matmul_and_add", "weight_is_output", "gemm_and_matmul"])
+def test_weights_read_twice_stay_intact(case, simplify):
+    """A weight with more than one reader (or that is a graph output) is copied, never rearranged
+    under another reader."""
+    rng = np.random.default_rng(1)
+    weight = rng.standard_normal((4, 4)).astype(np.float32)
+    if case == "two_matmuls":
+        nodes = [oh.make_node("MatMul", ["x", "W"], ["a"]), oh.make_node("MatMul", ["a", "W"], ["y"])]
+        outputs = ["y"]
+    elif case == "matmul_and_add":
+        nodes = [oh.make_node("MatMul", ["x", "W"], ["a"]), oh.make_node("Add", ["a", "W"], ["y"])]
+        outputs = ["y"]
+    elif case == "weight_is_output":
+        nodes = [oh.make_node("MatMul", ["x", "W"], ["y"])]
+        outputs = ["y", "W"]
+    else:
+        nodes = [oh.make_node("Gemm", ["x", "W"], ["a"]), oh.make_node("MatMul", ["a", "W"], ["y"])]
+        outputs = ["y"]
+    model = _matmul_graph(nodes, outputs, weight)
+    x = rng.standard_normal((4, 4)).astype(np.float32)
+    expected = run_onnxruntime(model, {"x": x})
+    module = ConvertModel(model, simplify=simplify)
+    with torch.no_grad():
+        got = module(torch.from_numpy(x))
+    got = got if isinstance(got, tuple) else (got,)
+    for g, e in zip(got, expected):
+        np.testing.assert_allclose(g.detach().numpy(), e, rtol=1e-5, atol=1e-5)
+    np.testing.assert_array_equal(numpy_helper.to_array(model.graph.initializer[0]), weight)
+
+
+@pytest.mark.parametrize("simplify", [False, True])
+def test_kept_weights_are_trainable_and_independent_of_the_model(simplify):
+    rng = np.random.default_rng(2)
+    w1 = rng.standard_normal((4, 8)).astype(np.float32)
+    w2 = rng.standard_normal((8, 3)).astype(np.float32)
+    bias = rng.standard_normal(3).astype(np.float32)
+    graph = oh.make_graph(
+        [oh.make_node("MatMul", ["x", "W1"], ["h"]), oh.make_node("Relu", ["h"], ["r"]),
+         oh.make_node("Gemm", ["r", "W2", "B"], ["y"])],
+        "g", [oh.make_tensor_value_info("x", TensorProto.FLOAT, [2, 4])],
+        [oh.make_tensor_value_info("y", TensorProto.FLOAT, [2, 3])],
+        [numpy_helper.from_array(w1, "W1"), numpy_helper.from_array(w2, "W2"), numpy_helper.from_array(bias, "B")],
+    )
+    model = oh.make_model(graph, opset_imports=[oh.make_opsetid("", 17)])
+    module = ConvertModel(model, simplify=simplify)
+    linears = [m for m in module.modules() if isinstance(m, torch.nn.Linear)]
+    assert len(linears) == 2
+    for layer in linears:
+        assert layer.weight.is_contiguous() and layer.weight.requires_grad
+    np.testing.assert_array_equal(linears[0].weight.detach().numpy(), w1.T)
+    np.testing.assert_array_equal(linears[1].weight.detach().numpy(), w2.T)
+    x = torch.from_numpy(rng.standard_normal((2, 4)).astype(np.float32))
+    optimizer = torch.optim.SGD(module.parameters(), lr=0.1)
+    before = [p.detach().clone() for p in module.parameters()]
+    module(x).square().sum().backward()
+    optimizer.step()
+    assert all(not torch.equal(b, p) for b, p in zip(before, module.parameters()))
+    # training wrote into the layers' memory, not into the model's weights
+    for proto, original in zip(model.graph.initializer, (w1, w2, bias)):
+        np.testing.assert_array_equal(numpy_helper.to_array(proto), original)
+    fresh = ConvertModel(model, simplify=simplify)
+    np.testing.assert_array_equal([m for m in fresh.modules() if isinstance(m, torch.nn.Linear)][0]
+                                  .weight.detach().numpy(), w1.T)
