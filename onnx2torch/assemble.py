@@ -23,7 +23,7 @@ import torch
 from torch import fx, nn
 
 from onnx2torch.attributes import OnnxNode
-from onnx2torch.dtypes import adopt_or_copy, owned_copy, tensor_from_proto
+from onnx2torch.dtypes import claim_private, owned_copy, settle, tensor_from_proto
 from onnx2torch.errors import ConversionError, InvalidModelError, UnsupportedOperatorError
 from onnx2torch.functions import expand_schema_function, has_schema_function, inline_local_functions
 from onnx2torch.fusion import fuse_graph
@@ -119,6 +119,8 @@ class ConversionContext:
         #: reads of each tensor by the nodes not converted yet, graph outputs counted as reads
         #: (kept by GraphAssembler.build; empty inside subgraphs, where nothing is adopted)
         self.reads_left: Counter = Counter()
+        #: memory of private weights handed to layers by :meth:`own`, by data pointer
+        self.claimed: set[int] = set()
         self._scratch: torch.Tensor | None = None
 
     # --- constants -------------------------------------------------------------------------
@@ -142,15 +144,15 @@ class ConversionContext:
     def own(self, tensor: torch.Tensor, name: str) -> torch.Tensor:
         """``tensor`` (constant ``name`` or a view of it) as memory a layer may keep.
 
-        When the node being converted is the constant's last reader its private memory is
-        kept, rearranged in place if need be (:func:`onnx2torch.dtypes.adopt_or_copy`), and the
-        constant is forgotten; otherwise a copy is made."""
-        if self.reads_left.get(name) != 1 or name not in self.constants:
+        When the node being converted is the constant's last reader, its private memory is
+        handed over as it is (possibly a transposed view) and the constant is forgotten;
+        :meth:`GraphAssembler.settle_weights` makes it contiguous, or copies it if anything
+        else still shares it, once every node is converted.  Otherwise a copy is made."""
+        if self.reads_left.get(name) != 1 or name not in self.constants or not claim_private(tensor):
             return owned_copy(tensor)
-        owned = adopt_or_copy(tensor, self.scratch)
-        if owned.data_ptr() == tensor.data_ptr() and not tensor.is_contiguous():
-            self.constants.pop(name)  # NOTE: its bytes were rearranged: no one may read it again
-        return owned
+        self.constants.pop(name)
+        self.claimed.add(tensor.untyped_storage().data_ptr())
+        return tensor.detach()
 
     def scratch(self, nbytes: int) -> torch.Tensor:
         """A byte buffer of at least ``nbytes`` that lives as long as the conversion."""
@@ -458,6 +460,22 @@ class GraphAssembler:
                 self.env[name] = item
                 self.value_nodes[name] = item.name
 
+    def settle_weights(self) -> None:
+        """Make the weights layers took over (``ConversionContext.own``) contiguous, in place
+        where nothing else shares their memory, else as copies."""
+        if not self.ctx.claimed:
+            return
+        for module in self.root.modules():
+            for tensors in (module._parameters, module._buffers):
+                for key, value in tensors.items():
+                    if value is None or value.untyped_storage().data_ptr() not in self.ctx.claimed:
+                        continue
+                    settled = settle(value, self.ctx.scratch)
+                    if settled is not value:
+                        value.data = settled
+        self.ctx.claimed.clear()
+        self.ctx._scratch = None
+
     def add_outputs(self) -> None:
         values = [self.value(out.name) for out in self.graph.output]
         self.fx_graph.output(values[0] if len(values) == 1 else tuple(values))
@@ -476,6 +494,7 @@ class GraphAssembler:
                 pending_reads[name] -= 1
                 if not pending_reads[name]:
                     self.ctx.release(name)  # NOTE: at most one weight copy is alive beyond the layers
+        self.settle_weights()
         self.add_outputs()
         fuse_graph(self.root, self.fx_graph, self.ctx.value_info, self.value_nodes)  # onnx2torch.fusion
         self.fx_graph.lint()

@@ -15,7 +15,7 @@ import numpy as np
 import torch
 from onnx import TensorProto, numpy_helper
 
-__all__ = ["ONNX_TO_TORCH", "torch_dtype", "to_torch", "tensor_from_proto", "is_float_dtype", "owned_copy", "adopt_or_copy"]
+__all__ = ["ONNX_TO_TORCH", "torch_dtype", "to_torch", "tensor_from_proto", "is_float_dtype", "owned_copy", "claim_private", "settle"]
 
 _TP = TensorProto
 ONNX_TO_TORCH: dict[int, torch.dtype] = {
@@ -125,30 +125,45 @@ def _private_root(tensor: torch.Tensor) -> torch.Tensor | None:
     return root
 
 
-def adopt_or_copy(tensor: torch.Tensor, scratch: Callable[[int], torch.Tensor]) -> torch.Tensor:
-    """``tensor`` as a contiguous tensor a layer may keep, for a constant no one else reads.
+def claim_private(tensor: torch.Tensor) -> bool:
+    """Whether ``tensor`` views all of a private weight (see :data:`_PRIVATE`), which it then
+    takes over: a layer may keep it instead of a copy (:func:`settle` finishes the job)."""
+    root = _private_root(tensor)
+    if root is None or tensor.is_conj() or tensor.is_neg():
+        return False
+    setattr(root, _PRIVATE, False)
+    return True
 
-    When it views all of a private weight (see :data:`_PRIVATE`) no new memory is taken: a
-    contiguous view is kept as it is, a transposed matrix (MatMul's ``B`` for ``nn.Linear``) is
-    transposed in place through ``scratch(nbytes)``, a buffer the caller reuses.  The private
-    weight is rewritten in that case, so the caller must not read the constant again.  Anything
-    else is copied (:func:`owned_copy`).  Fresh pages cost more than copying on most machines:
-    this keeps conversion at one copy of the weights."""
-    root = _private_root(tensor)  # NOTE: before detach(), which forgets the view's base
+
+def _storage_users(tensor: torch.Tensor) -> int:
+    """How many tensors share ``tensor``'s memory (views included), itself counted."""
+    count = getattr(torch._C, "_storage_Use_Count", None)
+    if count is None:  # pragma: no cover - an older torch: assume it is shared
+        return 2
+    return count(tensor.untyped_storage()._cdata) - 1  # NOTE: minus untyped_storage()'s own reference
+
+
+def settle(tensor: torch.Tensor, scratch: Callable[[int], torch.Tensor]) -> torch.Tensor:
+    """A claimed weight (:func:`claim_private`) as the contiguous tensor its layer keeps
+    (``tensor`` itself when it already is one).
+
+    When no other tensor shares its memory it stays there: as it is when contiguous; a
+    transposed matrix (MatMul's ``B`` for ``nn.Linear``) is transposed in place through
+    ``scratch(nbytes)``, a buffer the caller reuses.  Fresh pages cost more than copying on most
+    machines: conversion keeps one copy of the weights.  Shared memory (a constant the graph
+    also outputs, a converter that kept a reference) is copied instead."""
+    if _storage_users(tensor) > 1:
+        return owned_copy(tensor)
+    if tensor.is_contiguous():
+        return tensor
     t = tensor.detach()
-    if root is None or t.is_conj() or t.is_neg():
-        return owned_copy(t)
-    if t.is_contiguous():
-        setattr(root, _PRIVATE, False)
-        return t
-    if t.dim() == 2 and t.stride() == (1, t.shape[0]):
+    if t.dim() == 2 and t.stride() == (1, t.shape[0]) and t.storage_offset() == 0:
         rows, cols = t.shape
         nbytes = t.numel() * t.element_size()
         buffer = scratch(nbytes)[:nbytes].view(t.dtype).view(rows, cols)
         buffer.copy_(t)
-        out = root.reshape(-1).view(rows, cols)
+        out = t.as_strided((rows, cols), (cols, 1))
         out.copy_(buffer)
-        setattr(root, _PRIVATE, False)
         return out
     return owned_copy(t)
 

@@ -351,13 +351,26 @@ _SMALL = 64
 
 
 class _Known:
-    """What the scan knows of a tensor: its values (when short) and/or its length (1-D)."""
+    """What the scan knows of a tensor: its values (when short) and/or its length (1-D).  Values
+    of a short constant are decoded only when a node needs them (most never are)."""
 
-    __slots__ = ("values", "length")
+    __slots__ = ("_values", "length", "_proto")
 
-    def __init__(self, values: list | None = None, length: int | None = None):
-        self.values = values
+    def __init__(self, values: list | None = None, length: int | None = None,
+                 proto: onnx.TensorProto | None = None):
+        self._values = values
+        self._proto = proto
         self.length = len(values) if values is not None and length is None else length
+
+    @property
+    def values(self) -> list | None:
+        if self._proto is not None:
+            proto, self._proto = self._proto, None
+            try:
+                self._values = onnx.numpy_helper.to_array(proto).reshape(-1).tolist()
+            except Exception:  # noqa: BLE001 - malformed: nothing known
+                self._values = None
+        return self._values
 
 
 def _static_dims(value_type: onnx.TypeProto) -> list[int] | None:
@@ -377,11 +390,7 @@ def _tensor_known(tensor: onnx.TensorProto) -> _Known | None:
     count = math.prod(tensor.dims) if tensor.dims else 1
     if count > _SMALL or tensor.data_location == onnx.TensorProto.EXTERNAL:
         return _Known(length=count) if len(tensor.dims) == 1 else None
-    try:
-        values = onnx.numpy_helper.to_array(tensor).reshape(-1).tolist()
-    except Exception:  # noqa: BLE001 - malformed: nothing known
-        return None
-    return _Known(values)
+    return _Known(length=count, proto=tensor)
 
 
 def _elementwise(op: str, a: list[int], b: list[int]) -> list[int] | None:
@@ -408,13 +417,22 @@ def _elementwise(op: str, a: list[int], b: list[int]) -> list[int] | None:
     return out
 
 
+#: The ops _scan_node follows, and those of them that need their inputs' values.
+_READS_VALUES = frozenset({"Add", "Sub", "Mul", "Div", "Max", "Min", "Concat", "Gather", "Range",
+                           "ConstantOfShape", "Tile", "Expand"})
+_SCANNED_OPS = _READS_VALUES | {"Constant", "Shape", "Size", "Identity", "Cast", "CastLike", "Squeeze",
+                                "Unsqueeze", "Reshape", "Flatten"}
+
+
 def _scan_node(node: onnx.NodeProto, known: dict[str, _Known], dims: dict[str, list[int]]) -> _Known | None:
     """What can be told of the node's first output (shape arithmetic only)."""
     op = node.op_type
+    if op not in _SCANNED_OPS:
+        return None
     ins = [known.get(n) if n else None for n in node.input]
     first = ins[0] if ins else None
-    vals = [k.values if k is not None else None for k in ins]
-    attrs = {a.name: a for a in node.attribute}
+    attrs = {a.name: a for a in node.attribute} if op in ("Constant", "Shape") else {}
+    vals = [k.values if k is not None else None for k in ins] if op in _READS_VALUES else []
     if op == "Constant":
         if "value" in attrs:
             return _tensor_known(attrs["value"].t)
@@ -500,7 +518,7 @@ def data_propagation_hazard(model: onnx.ModelProto, limit: int = DATA_PROP_LIMIT
             if item.length is not None and item.length > limit:
                 return (f"node '{node.name or node.output[0]}' ({node.op_type}) computes a "
                         f"{item.length}-element 1-D tensor from constants")
-            if item.values is not None and len(item.values) > _SMALL:
+            if item._proto is None and item.values is not None and len(item.values) > _SMALL:
                 item = _Known(length=len(item.values))
             known[node.output[0]] = item
     return None

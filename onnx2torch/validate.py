@@ -307,9 +307,10 @@ def _schema_attributes(schema: onnx.defs.OpSchema) -> dict[str, tuple[int, bool]
     return table
 
 
-def _check_attributes(node: onnx.NodeProto, index: int, schema: onnx.defs.OpSchema | None) -> None:
+def _check_attributes(node: onnx.NodeProto, index: int, schema: onnx.defs.OpSchema | None,
+                      attributes: list[AttributeProto], n_inputs: int, n_outputs: int) -> None:
     seen = set()
-    for attr in node.attribute:
+    for attr in attributes:
         if attr.name in seen:
             raise InvalidModelError(f"{_label(node, index)} sets attribute '{attr.name}' twice")
         seen.add(attr.name)
@@ -339,16 +340,16 @@ def _check_attributes(node: onnx.NodeProto, index: int, schema: onnx.defs.OpSche
             raise InvalidModelError(
                 f"{_label(node, index)} lacks the required attribute '{name}' of {node.op_type}-{schema.since_version}"
             )
-    count = len(node.input)
+    count = n_inputs
     if count < schema.min_input or count > schema.max_input:
         wanted = (f"{schema.min_input}" if schema.min_input == schema.max_input
                   else f"{schema.min_input} to {schema.max_input}")
         raise InvalidModelError(
             f"{_label(node, index)} has {count} input(s); {node.op_type}-{schema.since_version} takes {wanted}"
         )
-    if len(node.output) > schema.max_output:
+    if n_outputs > schema.max_output:
         raise InvalidModelError(
-            f"{_label(node, index)} has {len(node.output)} outputs; {node.op_type}-{schema.since_version} "
+            f"{_label(node, index)} has {n_outputs} outputs; {node.op_type}-{schema.since_version} "
             f"has at most {schema.max_output}"
         )
 
@@ -389,31 +390,35 @@ _TYPED_FIELD = {
 
 def _check_tensor(tensor: TensorProto, what: str) -> None:
     """A tensor's declared type and shape agree with the bytes it holds."""
-    if tensor.data_type == TensorProto.UNDEFINED or tensor.data_type not in _ELEM_TYPES:
-        raise InvalidModelError(f"{what} '{tensor.name}' has no valid element type ({tensor.data_type})")
-    if any(d < 0 for d in tensor.dims):
-        raise InvalidModelError(f"{what} '{tensor.name}' has a negative dimension in {list(tensor.dims)}")
+    data_type = tensor.data_type
+    if data_type == TensorProto.UNDEFINED or data_type not in _ELEM_TYPES:
+        raise InvalidModelError(f"{what} '{tensor.name}' has no valid element type ({data_type})")
+    dims = list(tensor.dims)
+    if dims and min(dims) < 0:
+        raise InvalidModelError(f"{what} '{tensor.name}' has a negative dimension in {dims}")
     if tensor.data_location == TensorProto.EXTERNAL:
         return
-    count = math.prod(tensor.dims)
-    if tensor.HasField("raw_data") and tensor.data_type == TensorProto.STRING:
+    count = math.prod(dims)
+    has_raw = tensor.HasField("raw_data")
+    if has_raw and data_type == TensorProto.STRING:
         raise InvalidModelError(f"{what} '{tensor.name}' is a STRING tensor stored as raw bytes; strings go in "
                                 "string_data")
-    per_byte = _PACKED.get(tensor.data_type)
-    if tensor.HasField("raw_data") and (tensor.data_type in _RAW_ITEMSIZE or per_byte):
-        expected = -(-count // per_byte) if per_byte else count * _RAW_ITEMSIZE[tensor.data_type]
-        if len(tensor.raw_data) != expected:
+    per_byte = _PACKED.get(data_type)
+    if has_raw and (data_type in _RAW_ITEMSIZE or per_byte):
+        expected = -(-count // per_byte) if per_byte else count * _RAW_ITEMSIZE[data_type]
+        held = len(tensor.raw_data)
+        if held != expected:
             raise InvalidModelError(
-                f"{what} '{tensor.name}' declares shape {list(tensor.dims)} "
-                f"({TensorProto.DataType.Name(tensor.data_type)}, {expected} bytes) but holds {len(tensor.raw_data)} bytes"
+                f"{what} '{tensor.name}' declares shape {dims} "
+                f"({TensorProto.DataType.Name(data_type)}, {expected} bytes) but holds {held} bytes"
             )
         return
-    field = _TYPED_FIELD.get(tensor.data_type)
-    if field is not None and not tensor.HasField("raw_data"):
+    field = _TYPED_FIELD.get(data_type)
+    if field is not None and not has_raw:
         held = len(getattr(tensor, field))
         if held != count:
             raise InvalidModelError(
-                f"{what} '{tensor.name}' declares shape {list(tensor.dims)} ({count} values) but holds {held}"
+                f"{what} '{tensor.name}' declares shape {dims} ({count} values) but holds {held}"
             )
 
 
@@ -435,6 +440,10 @@ def _attr_int(node: onnx.NodeProto, name: str, default: int) -> int:
         if attr.name == name and attr.type == AttributeProto.INT:
             return int(attr.i)
     return default
+
+
+#: The ops _check_weights knows.
+_WEIGHTED_OPS = frozenset({"Conv", "ConvTranspose", "BatchNormalization", "Gemm"})
 
 
 def _check_weights(node: onnx.NodeProto, index: int, weights: dict[str, list[int]],
@@ -575,12 +584,6 @@ def _free_names(graphs: list, owners: list[tuple[int, int]]) -> list[set[str]]:
     return free
 
 
-def _node_reads(node: onnx.NodeProto, sub_free: dict[int, set[str]], node_index: int) -> list[str]:
-    reads = [n for n in node.input if n]
-    reads.extend(sub_free.get(node_index, ()))
-    return reads
-
-
 def _topological_order(graph: onnx.GraphProto, reads: list[list[str]], producer: dict[str, int],
                        where: str) -> list[int]:
     """Kahn's algorithm, keeping the original order where it is free to; a cycle is refused."""
@@ -648,12 +651,19 @@ def _check_graph(graph: onnx.GraphProto, scope: _Scope, where: str, is_main: boo
             shapes.setdefault(value.name, dims)
     _check_text([v.name for v in list(graph.input) + list(graph.output)], f"{where}: a graph input/output name")
     _check_text([t.name for t in graph.initializer], f"{where}: an initializer name")
+    reads: list[list[str]] = []
     for i, node in enumerate(graph.node):
-        _check_text([node.name, node.op_type, node.domain, *node.input, *node.output, *(a.name for a in node.attribute)],
+        # NOTE: each read of a repeated protobuf field builds new Python objects: read once.
+        inputs, outputs, attributes = list(node.input), list(node.output), list(node.attribute)
+        _check_text([node.name, node.op_type, node.domain, *inputs, *outputs, *(a.name for a in attributes)],
                     f"{where}: node #{i} has a name, op type, domain or tensor name")
         if not node.op_type:
             raise InvalidModelError(f"{where}: node #{i} ('{node.name}') has no op_type")
-        for out in node.output:
+        read = [n for n in inputs if n]
+        if i in free_of_children:
+            read.extend(free_of_children[i])
+        reads.append(read)
+        for out in outputs:
             if not out:
                 continue
             if out in producer:
@@ -669,15 +679,15 @@ def _check_graph(graph: onnx.GraphProto, scope: _Scope, where: str, is_main: boo
                 )
             producer[out] = i
         schema = schemas.get(node)
-        _check_attributes(node, i, schema)
+        _check_attributes(node, i, schema, attributes, len(inputs), len(outputs))
         if node.op_type == "Constant" and node.domain in _DEFAULT_DOMAINS:
-            for attr in node.attribute:
+            for attr in attributes:
                 if attr.type == AttributeProto.TENSOR:
                     _check_tensor(attr.t, "Constant value")
-                    if node.output and node.output[0]:
-                        weights[node.output[0]] = list(attr.t.dims)
-        _check_weights(node, i, weights, shapes)
-    reads = [_node_reads(node, free_of_children, i) for i, node in enumerate(graph.node)]
+                    if outputs and outputs[0]:
+                        weights[outputs[0]] = list(attr.t.dims)
+        if node.op_type in _WEIGHTED_OPS:
+            _check_weights(node, i, weights, shapes)
     out_of_order = False
     for i, (node, names) in enumerate(zip(graph.node, reads)):
         for name in names:
@@ -710,7 +720,7 @@ def validate_model(model: onnx.ModelProto) -> onnx.ModelProto:
     opsets = _check_opsets(model)
     schemas = _Schemas(opsets)
     graphs, owners, depths = _collect_graphs(model)
-    free = _free_names(graphs, owners)
+    free = _free_names(graphs, owners) if len(graphs) > 1 else [set()]
     # the names each node's subgraphs read from outside them: implicit inputs of that node
     node_reads: list[dict[int, set[str]]] = [{} for _ in graphs]
     for index, (parent, node_index) in enumerate(owners):

@@ -1,5 +1,6 @@
 """Weights read from a model: tensor_from_proto's types, and layers that keep the private copy of
-a weight instead of copying it again (onnx2torch.dtypes.adopt_or_copy, ConversionContext.own)."""
+a weight instead of copying it again (onnx2torch.dtypes.claim_private / settle,
+ConversionContext.own, GraphAssembler.settle_weights)."""
 from __future__ import annotations
 
 import numpy as np
@@ -10,7 +11,7 @@ import torch
 from onnx import TensorProto, numpy_helper
 
 from onnx2torch import ConvertModel
-from onnx2torch.dtypes import adopt_or_copy, tensor_from_proto
+from onnx2torch.dtypes import claim_private, settle, tensor_from_proto
 from onnx2torch.verify import run_onnxruntime
 
 
@@ -41,22 +42,33 @@ def test_tensor_from_proto_scalar_empty_and_typed_fields():
 def test_a_private_weight_is_kept_transposed_in_place():
     array = np.arange(12, dtype=np.float32).reshape(3, 4)
     weight = tensor_from_proto(numpy_helper.from_array(array, "w"))
-    kept = adopt_or_copy(weight.t(), _scratch)
-    assert kept.data_ptr() == weight.data_ptr()  # no new memory
+    pointer = weight.data_ptr()
+    view = weight.t()
+    assert claim_private(view)
+    assert not claim_private(weight.t())  # claimed once only
+    parameter = torch.nn.Parameter(view)  # what a layer keeps; the constant is forgotten
+    del weight, view
+    kept = settle(parameter, _scratch)
+    assert kept.data_ptr() == pointer  # no new memory
     assert kept.is_contiguous() and kept.shape == (4, 3)
+    np.testing.assert_array_equal(kept.detach().numpy(), array.T)
+
+
+def test_a_claimed_weight_still_shared_is_copied():
+    array = np.arange(12, dtype=np.float32).reshape(3, 4)
+    weight = tensor_from_proto(numpy_helper.from_array(array, "w"))
+    assert claim_private(weight.t())
+    kept = settle(weight.t(), _scratch)  # `weight` still reads the memory
+    assert kept.data_ptr() != weight.data_ptr()
     np.testing.assert_array_equal(kept.numpy(), array.T)
-    # the private weight is used up: a second request copies
-    again = adopt_or_copy(kept, _scratch)
-    assert again.data_ptr() != kept.data_ptr()
+    np.testing.assert_array_equal(weight.numpy(), array)
 
 
-def test_a_shared_or_partial_tensor_is_copied():
+def test_a_shared_or_partial_tensor_is_not_claimed():
     shared = torch.from_numpy(np.arange(6, dtype=np.float32).reshape(2, 3))  # not from a proto
-    assert adopt_or_copy(shared.t(), _scratch).data_ptr() != shared.data_ptr()
+    assert not claim_private(shared.t())
     weight = tensor_from_proto(numpy_helper.from_array(np.arange(6, dtype=np.float32).reshape(2, 3), "w"))
-    part = adopt_or_copy(weight[1], _scratch)
-    assert part.data_ptr() != weight.data_ptr()
-    np.testing.assert_array_equal(weight.numpy(), np.arange(6, dtype=np.float32).reshape(2, 3))
+    assert not claim_private(weight[1])
 
 
 def _matmul_graph(nodes, outputs, weight: np.ndarray, opset: int = 17) -> onnx.ModelProto:
@@ -69,7 +81,8 @@ def _matmul_graph(nodes, outputs, weight: np.ndarray, opset: int = 17) -> onnx.M
 
 
 @pytest.mark.parametrize("simplify", [False, True])
-@pytest.mark.parametrize("case", ["two_matmuls", "matmul_and_add", "weight_is_output", "gemm_and_matmul"])
+@pytest.mark.parametrize("case", ["two_matmuls", "matmul_and_add", "weight_is_output", "gemm_and_matmul",
+                                  "identity_then_matmul", "identity_and_output"])
 def test_weights_read_twice_stay_intact(case, simplify):
     """A weight with more than one reader (or that is a graph output) is copied, never rearranged
     under another reader."""
@@ -84,9 +97,16 @@ def test_weights_read_twice_stay_intact(case, simplify):
     elif case == "weight_is_output":
         nodes = [oh.make_node("MatMul", ["x", "W"], ["y"])]
         outputs = ["y", "W"]
-    else:
+    elif case == "gemm_and_matmul":
         nodes = [oh.make_node("Gemm", ["x", "W"], ["a"]), oh.make_node("MatMul", ["a", "W"], ["y"])]
         outputs = ["y"]
+    elif case == "identity_then_matmul":  # one memory, two names: no layer may rearrange it under the other
+        nodes = [oh.make_node("Identity", ["W"], ["W2"]), oh.make_node("MatMul", ["x", "W2"], ["a"]),
+                 oh.make_node("MatMul", ["a", "W"], ["b"]), oh.make_node("MatMul", ["b", "W2"], ["y"])]
+        outputs = ["y"]
+    else:  # W2's only reader takes memory that W, a graph output, still shows
+        nodes = [oh.make_node("Identity", ["W"], ["W2"]), oh.make_node("MatMul", ["x", "W2"], ["y"])]
+        outputs = ["y", "W"]
     model = _matmul_graph(nodes, outputs, weight)
     x = rng.standard_normal((4, 4)).astype(np.float32)
     expected = run_onnxruntime(model, {"x": x})
