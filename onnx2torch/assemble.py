@@ -121,7 +121,6 @@ class ConversionContext:
         self.reads_left: Counter = Counter()
         #: memory of private weights handed to layers by :meth:`own`, by data pointer
         self.claimed: set[int] = set()
-        self._scratch: torch.Tensor | None = None
 
     # --- constants -------------------------------------------------------------------------
     def is_constant(self, name: str) -> bool:
@@ -153,13 +152,6 @@ class ConversionContext:
         self.constants.pop(name)
         self.claimed.add(tensor.untyped_storage().data_ptr())
         return tensor.detach()
-
-    def scratch(self, nbytes: int) -> torch.Tensor:
-        """A byte buffer of at least ``nbytes`` that lives as long as the conversion."""
-        if self._scratch is None or self._scratch.numel() < nbytes:
-            self._scratch = None
-            self._scratch = torch.empty(nbytes, dtype=torch.uint8)
-        return self._scratch
 
     def release(self, name: str) -> None:
         """Forget a constant no node reads any more (its memory goes back before the next weight)."""
@@ -465,16 +457,16 @@ class GraphAssembler:
         where nothing else shares their memory, else as copies."""
         if not self.ctx.claimed:
             return
+        spare: dict[int, list[torch.Tensor]] = {}
         for module in self.root.modules():
             for tensors in (module._parameters, module._buffers):
                 for key, value in tensors.items():
                     if value is None or value.untyped_storage().data_ptr() not in self.ctx.claimed:
                         continue
-                    settled = settle(value, self.ctx.scratch)
+                    settled = settle(value, spare)
                     if settled is not value:
                         value.data = settled
         self.ctx.claimed.clear()
-        self.ctx._scratch = None
 
     def add_outputs(self) -> None:
         values = [self.value(out.name) for out in self.graph.output]

@@ -143,27 +143,28 @@ def _storage_users(tensor: torch.Tensor) -> int:
     return count(tensor.untyped_storage()._cdata) - 1  # NOTE: minus untyped_storage()'s own reference
 
 
-def settle(tensor: torch.Tensor, scratch: Callable[[int], torch.Tensor]) -> torch.Tensor:
+def settle(tensor: torch.Tensor, spare: dict[int, list[torch.Tensor]]) -> torch.Tensor:
     """A claimed weight (:func:`claim_private`) as the contiguous tensor its layer keeps
     (``tensor`` itself when it already is one).
 
-    When no other tensor shares its memory it stays there: as it is when contiguous; a
-    transposed matrix (MatMul's ``B`` for ``nn.Linear``) is transposed in place through
-    ``scratch(nbytes)``, a buffer the caller reuses.  Fresh pages cost more than copying on most
-    machines: conversion keeps one copy of the weights.  Shared memory (a constant the graph
-    also outputs, a converter that kept a reference) is copied instead."""
+    Memory no other tensor shares is reused: a contiguous weight stays where it is; a transposed
+    matrix (MatMul's ``B`` for ``nn.Linear``) is written, transposed, into a spare buffer of its
+    size from ``spare`` (byte tensors by size, which the caller keeps for the conversion) and
+    leaves its own memory there for the next one.  Fresh pages cost more than copying on most
+    machines: conversion keeps about one copy of the weights.  Shared memory (a constant the
+    graph also outputs, a converter that kept a reference) is copied instead."""
     if _storage_users(tensor) > 1:
         return owned_copy(tensor)
     if tensor.is_contiguous():
         return tensor
     t = tensor.detach()
     if t.dim() == 2 and t.stride() == (1, t.shape[0]) and t.storage_offset() == 0:
-        rows, cols = t.shape
         nbytes = t.numel() * t.element_size()
-        buffer = scratch(nbytes)[:nbytes].view(t.dtype).view(rows, cols)
-        buffer.copy_(t)
-        out = t.as_strided((rows, cols), (cols, 1))
-        out.copy_(buffer)
+        free = spare.get(nbytes)
+        buffer = free.pop() if free else torch.empty(nbytes, dtype=torch.uint8)
+        out = buffer.view(t.dtype).view(t.shape)
+        out.copy_(t)
+        spare.setdefault(nbytes, []).append(t.as_strided((t.numel(),), (1,)).view(torch.uint8))
         return out
     return owned_copy(t)
 

@@ -8,12 +8,13 @@ unsimplified model is used.
 from __future__ import annotations
 
 import contextlib
+import inspect
 import logging
 import os
 import sys
 import tempfile
 import warnings
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import onnx
 
@@ -164,6 +165,13 @@ def _without_declared_sizes(model: onnx.ModelProto) -> onnx.ModelProto:
     return copy
 
 
+def _accepts_certify(simplify: Callable) -> bool:
+    try:
+        return "certify" in inspect.signature(simplify).parameters
+    except (TypeError, ValueError):  # pragma: no cover - a signature Python cannot read
+        return False
+
+
 def simplify_model(
     model: onnx.ModelProto, input_shapes: dict[str, list[int]] | None = None
 ) -> onnx.ModelProto:
@@ -200,6 +208,10 @@ def simplify_stripped(
     kwargs = {"skip_fuse_bn": True, "tensor_size_threshold": "64KB", "skipped_optimizers": ["eliminate_nop_with_unit"]}
     if input_shapes:
         kwargs["overwrite_input_shapes"] = {k: list(v) for k, v in input_shapes.items()}
+    if _accepts_certify(onnxsim.simplify):
+        # NOTE: builds that can prove their own result with Z3 do so by default when z3-solver
+        # is installed: seconds per model, and no use here (the assembler is checked instead).
+        kwargs["certify"] = False
     skeleton, stash = strip_large_initializers(model)
     skeleton = _without_declared_sizes(skeleton)
     try:

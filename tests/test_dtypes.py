@@ -15,10 +15,6 @@ from onnx2torch.dtypes import claim_private, settle, tensor_from_proto
 from onnx2torch.verify import run_onnxruntime
 
 
-def _scratch(nbytes: int) -> torch.Tensor:
-    return torch.empty(nbytes, dtype=torch.uint8)
-
-
 @pytest.mark.parametrize("dtype", [np.float32, np.float64, np.float16, np.int8, np.int32, np.int64, np.uint8,
                                    np.uint16, np.bool_, np.complex64])
 def test_tensor_from_proto_matches_numpy_helper(dtype):
@@ -48,9 +44,19 @@ def test_a_private_weight_is_kept_transposed_in_place():
     assert not claim_private(weight.t())  # claimed once only
     parameter = torch.nn.Parameter(view)  # what a layer keeps; the constant is forgotten
     del weight, view
-    kept = settle(parameter, _scratch)
-    assert kept.data_ptr() == pointer  # no new memory
+    spare: dict[int, list[torch.Tensor]] = {}
+    kept = settle(parameter, spare)
     assert kept.is_contiguous() and kept.shape == (4, 3)
+    np.testing.assert_array_equal(kept.detach().numpy(), array.T)
+    # its own memory is left for the next matrix of its size, which takes no new memory
+    assert [b.data_ptr() for b in spare[48]] == [pointer]
+    second = tensor_from_proto(numpy_helper.from_array(array + 1, "w2"))
+    assert claim_private(second.t())
+    parameter = torch.nn.Parameter(second.t())
+    del second
+    kept_second = settle(parameter, spare)
+    assert kept_second.data_ptr() == pointer
+    np.testing.assert_array_equal(kept_second.detach().numpy(), (array + 1).T)
     np.testing.assert_array_equal(kept.detach().numpy(), array.T)
 
 
@@ -58,7 +64,7 @@ def test_a_claimed_weight_still_shared_is_copied():
     array = np.arange(12, dtype=np.float32).reshape(3, 4)
     weight = tensor_from_proto(numpy_helper.from_array(array, "w"))
     assert claim_private(weight.t())
-    kept = settle(weight.t(), _scratch)  # `weight` still reads the memory
+    kept = settle(weight.t(), {})  # `weight` still reads the memory
     assert kept.data_ptr() != weight.data_ptr()
     np.testing.assert_array_equal(kept.numpy(), array.T)
     np.testing.assert_array_equal(weight.numpy(), array)
