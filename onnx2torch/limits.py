@@ -424,6 +424,11 @@ _SCANNED_OPS = _READS_VALUES | {"Constant", "Shape", "Size", "Identity", "Cast",
                                 "Unsqueeze", "Reshape", "Flatten"}
 
 
+#: ONNX ops with graph attributes (any op of another domain may have some too).
+_SUBGRAPH_OPS = frozenset({"If", "Loop", "Scan", "SequenceMap"})
+_ONNX_DOMAINS = frozenset({"", "ai.onnx"})
+
+
 def _scan_node(node: onnx.NodeProto, known: dict[str, _Known], dims: dict[str, list[int]]) -> _Known | None:
     """What can be told of the node's first output (shape arithmetic only)."""
     op = node.op_type
@@ -502,15 +507,17 @@ def data_propagation_hazard(model: onnx.ModelProto, limit: int = DATA_PROP_LIMIT
             if shape is not None:
                 dims.setdefault(value.name, shape)
         for node in graph.node:
-            for attr in node.attribute:
-                if attr.type == onnx.AttributeProto.GRAPH:
-                    graphs.append(attr.g)
-                elif attr.type == onnx.AttributeProto.GRAPHS:
-                    graphs.extend(attr.graphs)
-            if not node.output:
+            op = node.op_type
+            if op in _SUBGRAPH_OPS or node.domain not in _ONNX_DOMAINS:
+                for attr in node.attribute:
+                    if attr.type == onnx.AttributeProto.GRAPH:
+                        graphs.append(attr.g)
+                    elif attr.type == onnx.AttributeProto.GRAPHS:
+                        graphs.extend(attr.graphs)
+            if op not in _SCANNED_OPS:
                 continue
             try:
-                item = _scan_node(node, known, dims)
+                item = _scan_node(node, known, dims) if node.output else None
             except Exception:  # noqa: BLE001 - a malformed node: nothing known
                 item = None
             if item is None:
