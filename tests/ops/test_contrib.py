@@ -311,6 +311,19 @@ def test_qlinear_binary(op, dtype):
     check(op, inputs, exact=True)
 
 
+@pytest.mark.parametrize("scales", [(0.05, 0.07, 0.9), (0.02, 0.3, 0.11), (1.0, 1.0, 3.0)])
+@pytest.mark.parametrize("dtype", [np.uint8, np.int8])
+def test_qlinear_mul_every_pair_rounds_like_onnxruntime(dtype, scales):
+    """All 65,536 pairs of operands: the zero point is added before rounding, as onnxruntime does."""
+    info = np.iinfo(dtype)
+    values = np.arange(info.min, info.max + 1).astype(dtype)
+    zp = (lambda v: np.array(v, dtype))
+    inputs = {"a": values.reshape(-1, 1), "a_s": scalar(scales[0]), "a_z": zp(100 if dtype == np.uint8 else 3),
+              "b": values, "b_s": scalar(scales[1]), "b_z": zp(120 if dtype == np.uint8 else -5),
+              "c_s": scalar(scales[2]), "c_z": zp(128 if dtype == np.uint8 else 1)}
+    check("QLinearMul", inputs, exact=True)
+
+
 @pytest.mark.parametrize("dtype", [np.uint8, np.int8])
 def test_qlinear_unary(dtype):
     x = u8(2, 16) if dtype == np.uint8 else i8(2, 16)
