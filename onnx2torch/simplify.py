@@ -165,11 +165,24 @@ def _without_declared_sizes(model: onnx.ModelProto) -> onnx.ModelProto:
     return copy
 
 
-def _accepts_certify(simplify: Callable) -> bool:
+def _accepts(simplify: Callable, keyword: str) -> bool:
     try:
-        return "certify" in inspect.signature(simplify).parameters
+        return keyword in inspect.signature(simplify).parameters
     except (TypeError, ValueError):  # pragma: no cover - a signature Python cannot read
         return False
+
+
+#: Domains whose schemas onnxsim links in itself.
+_STANDARD_DOMAINS = frozenset({"", "ai.onnx", "ai.onnx.ml", "ai.onnx.preview", "ai.onnx.preview.training"})
+
+
+def _standard_domains_only(model: onnx.ModelProto) -> bool:
+    """Whether every op of the model is a standard ONNX op (``False`` when it has functions or
+    control flow, whose bodies are not looked into)."""
+    if model.functions:
+        return False
+    ops = {(node.domain, node.op_type) for node in model.graph.node}
+    return all(domain in _STANDARD_DOMAINS and op not in ("If", "Loop", "Scan", "SequenceMap") for domain, op in ops)
 
 
 def simplify_model(
@@ -208,10 +221,14 @@ def simplify_stripped(
     kwargs = {"skip_fuse_bn": True, "tensor_size_threshold": "64KB", "skipped_optimizers": ["eliminate_nop_with_unit"]}
     if input_shapes:
         kwargs["overwrite_input_shapes"] = {k: list(v) for k, v in input_shapes.items()}
-    if _accepts_certify(onnxsim.simplify):
+    if _accepts(onnxsim.simplify, "certify"):
         # NOTE: builds that can prove their own result with Z3 do so by default when z3-solver
         # is installed: seconds per model, and no use here (the assembler is checked instead).
         kwargs["certify"] = False
+    if _accepts(onnxsim.simplify, "import_custom_schemas") and _standard_domains_only(model):
+        # NOTE: copying the schemas registered with onnx into onnxsim's registry matters only
+        # for custom ops; it reads every schema onnx has, on every call.
+        kwargs["import_custom_schemas"] = False
     skeleton, stash = strip_large_initializers(model)
     skeleton = _without_declared_sizes(skeleton)
     try:
