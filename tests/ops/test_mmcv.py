@@ -4,6 +4,7 @@ written here from MMDeploy's kernels."""
 from __future__ import annotations
 
 import math
+import zlib
 
 import numpy as np
 import pytest
@@ -13,6 +14,13 @@ from tests.helpers import convert_and_run, single_node_model
 
 RNG = np.random.default_rng(8)
 DOMAINS = ["mmdeploy", "mmcv"]
+
+
+@pytest.fixture(autouse=True)
+def _seed_per_test(request):
+    """Each test draws the same data however the tests are ordered or split between workers."""
+    global RNG
+    RNG = np.random.default_rng(zlib.crc32(request.node.name.encode()))
 
 
 def _ort(op_type, inputs, attrs, *, initializers=None, opset):
@@ -465,7 +473,7 @@ def _xyxy(n, classes, scale):
 @pytest.mark.parametrize("domain", DOMAINS)
 @pytest.mark.parametrize("shared", [True, False])
 @pytest.mark.parametrize("background,clip", [(-1, 0), (1, 1)])
-@pytest.mark.parametrize("score_threshold", [0.3, 0.85])
+@pytest.mark.parametrize("score_threshold", [0.3, 0.93])
 def test_trt_batched_nms_matches_reference(domain, shared, background, clip, score_threshold):
     classes = 3
     boxes = _xyxy(40, 1 if shared else classes, 1.0 if clip else 30.0)
