@@ -8,6 +8,7 @@ unsimplified model is used.
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import inspect
 import logging
 import os
@@ -165,6 +166,19 @@ def _without_declared_sizes(model: onnx.ModelProto) -> onnx.ModelProto:
     return copy
 
 
+def _return_freed_memory() -> None:
+    """Hand the heap memory onnxsim and onnxruntime have freed back to the system.
+
+    glibc keeps freed heap pages (tens of MB after simplifying a large graph) for reuse, but the
+    weights read next are large allocations that never reuse them, so they would only add to the
+    conversion's peak.  ``malloc_trim`` is glibc's; elsewhere this does nothing."""
+    try:
+        trim = ctypes.CDLL(None).malloc_trim
+    except Exception:  # noqa: BLE001 - not glibc (musl, macOS, Windows): nothing to do
+        return
+    trim(0)
+
+
 def _accepts(simplify: Callable, keyword: str) -> bool:
     try:
         return keyword in inspect.signature(simplify).parameters
@@ -257,4 +271,5 @@ def simplify_stripped(
             # entry for the name, which _without_declared_sizes stripped of its sizes).
             tensor = stash[value.name]
             value.type.CopyFrom(onnx.helper.make_tensor_type_proto(tensor.data_type, list(tensor.dims)))
+    _return_freed_memory()
     return simplified, {name: tensor for name, tensor in stash.items() if name in used}
