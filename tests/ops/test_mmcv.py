@@ -4,7 +4,6 @@ written here from MMDeploy's kernels."""
 from __future__ import annotations
 
 import math
-import zlib
 
 import numpy as np
 import pytest
@@ -14,13 +13,6 @@ from tests.helpers import convert_and_run, single_node_model
 
 RNG = np.random.default_rng(8)
 DOMAINS = ["mmdeploy", "mmcv"]
-
-
-@pytest.fixture(autouse=True)
-def _seed_per_test(request):
-    """Each test draws the same data however the tests are ordered or split between workers."""
-    global RNG
-    RNG = np.random.default_rng(zlib.crc32(request.node.name.encode()))
 
 
 def _ort(op_type, inputs, attrs, *, initializers=None, opset):
