@@ -23,7 +23,7 @@ import torch
 from torch import fx, nn
 
 from onnx2torch.attributes import OnnxNode
-from onnx2torch.dtypes import claim_private, owned_copy, settle, tensor_from_proto
+from onnx2torch.dtypes import claim_private, mark_private, owned_copy, settle, tensor_from_proto
 from onnx2torch.errors import ConversionError, InvalidModelError, UnsupportedOperatorError
 from onnx2torch.functions import expand_schema_function, has_schema_function, inline_local_functions
 from onnx2torch.fusion import fuse_graph
@@ -397,7 +397,7 @@ class GraphAssembler:
             if out:
                 self.producers[out] = (node.name, node.op_type, converter_name)
         if lowered.constant is not None:
-            self.ctx.constants[node.outputs[0]] = lowered.constant
+            self.ctx.constants[node.outputs[0]] = self._fresh_marked(lowered.constant, node.inputs)
             return
         inputs = node.inputs if lowered.inputs is None else lowered.inputs
         if foldable and entry.deterministic and all(not n or self.ctx.is_constant(n) for n in inputs) \
@@ -425,7 +425,20 @@ class GraphAssembler:
         outputs = [result] if len(node.outputs) == 1 else list(result)
         for name, value in zip(node.outputs, outputs):
             if name:
-                self.ctx.constants[name] = value.detach() if isinstance(value, torch.Tensor) else value
+                self.ctx.constants[name] = self._fresh_marked(value, inputs)
+
+    def _fresh_marked(self, value: Any, inputs: list[str]) -> Any:
+        """A computed constant, detached; when it is a tensor in new memory (a folded
+        DequantizeLinear or ConstantOfShape), a layer may keep that memory (``ctx.own``)."""
+        if not isinstance(value, torch.Tensor):
+            return value
+        if value.requires_grad:
+            value = value.detach()
+        memory = value.untyped_storage().data_ptr()
+        if all(not isinstance(self.ctx.constants.get(n), torch.Tensor)
+               or self.ctx.constants[n].untyped_storage().data_ptr() != memory for n in inputs if n):
+            mark_private(value)
+        return value
 
     def _emit(self, node: OnnxNode, lowered: Lowered, inputs: list[str], converter_name: str) -> None:
         args = tuple(self.value(n, lowered.scalars_as_literals) for n in inputs)

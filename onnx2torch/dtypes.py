@@ -15,7 +15,7 @@ import numpy as np
 import torch
 from onnx import TensorProto, numpy_helper
 
-__all__ = ["ONNX_TO_TORCH", "torch_dtype", "to_torch", "tensor_from_proto", "is_float_dtype", "owned_copy", "claim_private", "settle"]
+__all__ = ["ONNX_TO_TORCH", "torch_dtype", "to_torch", "tensor_from_proto", "is_float_dtype", "owned_copy", "claim_private", "mark_private", "settle"]
 
 _TP = TensorProto
 ONNX_TO_TORCH: dict[int, torch.dtype] = {
@@ -117,6 +117,15 @@ def owned_copy(tensor: torch.Tensor) -> torch.Tensor:
 _PRIVATE = "_onnx2torch_private_bytes"
 
 
+def mark_private(tensor: torch.Tensor) -> None:
+    """Declare ``tensor``'s memory its own (a result just computed in new memory): when it is
+    not a view and covers all of that memory, a layer may keep it (:func:`claim_private`).
+    A tensor read from a protobuf keeps the verdict :func:`tensor_from_proto` gave it."""
+    if (not hasattr(tensor, _PRIVATE) and tensor._base is None and tensor.is_contiguous() and tensor.numel()
+            and tensor.untyped_storage().nbytes() == tensor.numel() * tensor.element_size()):
+        setattr(tensor, _PRIVATE, True)
+
+
 def _private_root(tensor: torch.Tensor) -> torch.Tensor | None:
     """The private tensor ``tensor`` views, when it views all of it, else ``None``."""
     root = tensor._base if tensor._base is not None else tensor
@@ -194,10 +203,12 @@ def tensor_from_proto(proto: TensorProto, base_dir: str | None = None) -> torch.
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore", UserWarning)  # bytes are not a writable buffer
                 tensor = torch.frombuffer(raw, dtype=dtype)
-            if private:
-                setattr(tensor, _PRIVATE, True)
+            setattr(tensor, _PRIVATE, private)
             return tensor.view(tuple(proto.dims))
     array = numpy_helper.to_array(proto, base_dir or "")
     if array.dtype == object:
         return array
-    return to_torch(array)
+    tensor = to_torch(array)
+    if tensor._base is None:
+        setattr(tensor, _PRIVATE, False)  # NOTE: it may share the protobuf's own bytes
+    return tensor

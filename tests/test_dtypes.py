@@ -78,10 +78,11 @@ def test_a_shared_or_partial_tensor_is_not_claimed():
 
 
 def _matmul_graph(nodes, outputs, weight: np.ndarray, opset: int = 17) -> onnx.ModelProto:
+    # V: a second weight of W's size, whose layer takes whatever memory W's layer left behind
     graph = oh.make_graph(
         nodes, "g", [oh.make_tensor_value_info("x", TensorProto.FLOAT, [4, 4])],
         [oh.make_tensor_value_info(name, TensorProto.FLOAT, [4, 4]) for name in outputs],
-        [numpy_helper.from_array(weight, "W")],
+        [numpy_helper.from_array(weight, "W"), numpy_helper.from_array(weight[::-1] + 1, "V")],
     )
     return oh.make_model(graph, opset_imports=[oh.make_opsetid("", opset)])
 
@@ -111,7 +112,8 @@ def test_weights_read_twice_stay_intact(case, simplify):
                  oh.make_node("MatMul", ["a", "W"], ["b"]), oh.make_node("MatMul", ["b", "W2"], ["y"])]
         outputs = ["y"]
     else:  # W2's only reader takes memory that W, a graph output, still shows
-        nodes = [oh.make_node("Identity", ["W"], ["W2"]), oh.make_node("MatMul", ["x", "W2"], ["y"])]
+        nodes = [oh.make_node("Identity", ["W"], ["W2"]), oh.make_node("MatMul", ["x", "W2"], ["a"]),
+                 oh.make_node("MatMul", ["a", "V"], ["y"])]
         outputs = ["y", "W"]
     model = _matmul_graph(nodes, outputs, weight)
     x = rng.standard_normal((4, 4)).astype(np.float32)
@@ -158,3 +160,35 @@ def test_kept_weights_are_trainable_and_independent_of_the_model(simplify):
     fresh = ConvertModel(model, simplify=simplify)
     np.testing.assert_array_equal([m for m in fresh.modules() if isinstance(m, torch.nn.Linear)][0]
                                   .weight.detach().numpy(), w1.T)
+
+
+@pytest.mark.parametrize("simplify", [False, True])
+@pytest.mark.parametrize("also_output", [False, True])
+def test_folded_weights_are_kept_or_copied_correctly(simplify, also_output):
+    """A weight computed at conversion time (DequantizeLinear of an int8 initializer, then a
+    Reshape view of it) may become the layer's memory; where the graph also outputs it, or reads
+    the un-reshaped value again, the layer gets a copy."""
+    rng = np.random.default_rng(3)
+    q = rng.integers(-100, 100, (4, 4)).astype(np.int8)
+    nodes = [oh.make_node("DequantizeLinear", ["Wq", "s", "z"], ["W"]),
+             oh.make_node("Reshape", ["W", "shape"], ["W2"]),
+             oh.make_node("MatMul", ["x", "W2"], ["a"]),
+             oh.make_node("MatMul", ["a", "W"], ["y"])]
+    outputs = [oh.make_tensor_value_info("y", TensorProto.FLOAT, [4, 4])]
+    if also_output:
+        outputs.append(oh.make_tensor_value_info("W2", TensorProto.FLOAT, [4, 4]))
+    graph = oh.make_graph(
+        nodes, "g", [oh.make_tensor_value_info("x", TensorProto.FLOAT, [4, 4])], outputs,
+        [numpy_helper.from_array(q, "Wq"), numpy_helper.from_array(np.array(0.05, np.float32), "s"),
+         numpy_helper.from_array(np.array(3, np.int8), "z"), numpy_helper.from_array(np.array([4, 4], np.int64), "shape")],
+    )
+    model = oh.make_model(graph, opset_imports=[oh.make_opsetid("", 17)])
+    x = rng.standard_normal((4, 4)).astype(np.float32)
+    expected = run_onnxruntime(model, {"x": x})
+    module = ConvertModel(model, simplify=simplify)
+    with torch.no_grad():
+        got = module(torch.from_numpy(x))
+    got = got if isinstance(got, tuple) else (got,)
+    for g, e in zip(got, expected):
+        np.testing.assert_allclose(g.detach().numpy(), e, rtol=1e-5, atol=1e-5)
+    assert all(p.is_contiguous() for p in module.parameters())
