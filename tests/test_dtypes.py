@@ -77,6 +77,18 @@ def test_a_shared_or_partial_tensor_is_not_claimed():
     assert not claim_private(weight[1])
 
 
+def _converted_matches_onnxruntime(model: onnx.ModelProto, x: np.ndarray, simplify: bool) -> torch.nn.Module:
+    expected = run_onnxruntime(model, {"x": x})
+    module = ConvertModel(model, simplify=simplify)
+    with torch.no_grad():
+        got = module(torch.from_numpy(x))
+    got = got if isinstance(got, tuple) else (got,)
+    assert len(got) == len(expected)
+    for g, e in zip(got, expected):
+        np.testing.assert_allclose(g.detach().numpy(), e, rtol=1e-5, atol=1e-5)
+    return module
+
+
 def _matmul_graph(nodes, outputs, weight: np.ndarray, opset: int = 17) -> onnx.ModelProto:
     # V: a second weight of W's size, whose layer takes whatever memory W's layer left behind
     graph = oh.make_graph(
@@ -116,14 +128,7 @@ def test_weights_read_twice_stay_intact(case, simplify):
                  oh.make_node("MatMul", ["a", "V"], ["y"])]
         outputs = ["y", "W"]
     model = _matmul_graph(nodes, outputs, weight)
-    x = rng.standard_normal((4, 4)).astype(np.float32)
-    expected = run_onnxruntime(model, {"x": x})
-    module = ConvertModel(model, simplify=simplify)
-    with torch.no_grad():
-        got = module(torch.from_numpy(x))
-    got = got if isinstance(got, tuple) else (got,)
-    for g, e in zip(got, expected):
-        np.testing.assert_allclose(g.detach().numpy(), e, rtol=1e-5, atol=1e-5)
+    _converted_matches_onnxruntime(model, rng.standard_normal((4, 4)).astype(np.float32), simplify)
     np.testing.assert_array_equal(numpy_helper.to_array(model.graph.initializer[0]), weight)
 
 
@@ -183,12 +188,5 @@ def test_folded_weights_are_kept_or_copied_correctly(simplify, also_output):
          numpy_helper.from_array(np.array(3, np.int8), "z"), numpy_helper.from_array(np.array([4, 4], np.int64), "shape")],
     )
     model = oh.make_model(graph, opset_imports=[oh.make_opsetid("", 17)])
-    x = rng.standard_normal((4, 4)).astype(np.float32)
-    expected = run_onnxruntime(model, {"x": x})
-    module = ConvertModel(model, simplify=simplify)
-    with torch.no_grad():
-        got = module(torch.from_numpy(x))
-    got = got if isinstance(got, tuple) else (got,)
-    for g, e in zip(got, expected):
-        np.testing.assert_allclose(g.detach().numpy(), e, rtol=1e-5, atol=1e-5)
+    module = _converted_matches_onnxruntime(model, rng.standard_normal((4, 4)).astype(np.float32), simplify)
     assert all(p.is_contiguous() for p in module.parameters())
