@@ -9,7 +9,6 @@ import ctypes
 import math
 import sys
 import warnings
-from collections.abc import Callable
 
 import numpy as np
 import torch
