@@ -935,6 +935,20 @@ def pre_exported_entries(work: Path, folder: str, source: str, vocabulary: int) 
 # --- building ----------------------------------------------------------------------------------------------
 WORK = Path("/tmp/onnx2torch_zoo")
 _FAILED_BUILDS: dict[str, str] = {}
+#: Under WORK: why each model that could not be built failed, so that ``--no-build`` still lists them.
+_FAILURES_FILE = "build_failures.json"
+
+
+def _remember_failures() -> None:
+    (WORK / _FAILURES_FILE).write_text(json.dumps(_FAILED_BUILDS, indent=1, sort_keys=True))
+
+
+def _recall_failures() -> None:
+    try:
+        recorded = json.loads((WORK / _FAILURES_FILE).read_text())
+    except (OSError, ValueError):
+        return
+    _FAILED_BUILDS.update({file: why for file, why in recorded.items() if not (WORK / file).exists()})
 
 
 @contextlib.contextmanager
@@ -968,6 +982,7 @@ def ensure_built(entry: Entry) -> bool:
         print(f"  build of {entry.name} failed: {_FAILED_BUILDS[entry.file]}", flush=True)
         if os.environ.get("ZOO_TRACE"):
             traceback.print_exc()
+        _remember_failures()
         return False
     print(f"  built {entry.name} in {time.perf_counter() - start:.1f}s", flush=True)
     return True
@@ -1212,6 +1227,8 @@ def main() -> int:
             with_hf = False
     filters = [f for f in args.filter.split(",") if f]
     entries = [e for e in corpus(WORK, with_hf) if not filters or any(f in e.name for f in filters)]
+    if args.no_build:
+        _recall_failures()
     for entry in entries:
         if not args.no_build:
             ensure_built(entry)
