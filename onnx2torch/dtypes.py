@@ -188,6 +188,16 @@ _RAW_DTYPES = {elem: dtype for elem, dtype in ONNX_TO_TORCH.items()
                and elem not in {getattr(_TP, n) for n in ("INT2", "UINT2") if hasattr(_TP, n)}}
 
 
+def _sole_reference_count() -> int:
+    """What ``sys.getrefcount`` says of an object only a local name refers to (2 up to Python
+    3.13, where the call's argument counts; newer interpreters may not count it)."""
+    fresh = bytes(bytearray(16))
+    return sys.getrefcount(fresh)
+
+
+_SOLE_REFERENCE = _sole_reference_count()
+
+
 def tensor_from_proto(proto: TensorProto, base_dir: str | None = None) -> torch.Tensor | np.ndarray:
     """An initializer or Constant value as a torch tensor (strings stay a numpy object array)."""
     dtype = _RAW_DTYPES.get(proto.data_type)
@@ -196,9 +206,9 @@ def tensor_from_proto(proto: TensorProto, base_dir: str | None = None) -> torch.
         raw = proto.raw_data
         count = math.prod(proto.dims)
         if len(raw) == count * dtype.itemsize and count:
-            # NOTE: a refcount of 2 (this name and getrefcount's argument) means protobuf handed
-            # out a new bytes object (upb does, on every read): the tensor over it is private.
-            private = sys.getrefcount(raw) <= 2
+            # NOTE: no reference beyond this name means protobuf handed out a new bytes object
+            # (upb does, on every read): the tensor over it is private.
+            private = sys.getrefcount(raw) <= _SOLE_REFERENCE
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore", UserWarning)  # bytes are not a writable buffer
                 tensor = torch.frombuffer(raw, dtype=dtype)

@@ -3,6 +3,11 @@ a weight instead of copying it again (onnx2torch.dtypes.claim_private / settle,
 ConversionContext.own, GraphAssembler.settle_weights)."""
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+import textwrap
+
 import numpy as np
 import onnx
 import onnx.helper as oh
@@ -190,3 +195,31 @@ def test_folded_weights_are_kept_or_copied_correctly(simplify, also_output):
     model = oh.make_model(graph, opset_imports=[oh.make_opsetid("", 17)])
     module = _converted_matches_onnxruntime(model, rng.standard_normal((4, 4)).astype(np.float32), simplify)
     assert all(p.is_contiguous() for p in module.parameters())
+
+
+def test_pure_python_protobuf_weights_are_not_taken_over():
+    """With protobuf's pure-Python implementation a TensorProto hands out its own bytes: they are
+    not private, so layers copy them, and training leaves the model untouched."""
+    code = textwrap.dedent("""
+        import numpy as np, onnx.helper as oh, torch
+        from onnx import TensorProto, numpy_helper
+        from google.protobuf.internal import api_implementation
+        from onnx2torch import ConvertModel
+        assert api_implementation.Type() == "python", api_implementation.Type()
+        w = np.arange(32, dtype=np.float32).reshape(4, 8)
+        graph = oh.make_graph([oh.make_node("MatMul", ["x", "W"], ["y"])], "g",
+                              [oh.make_tensor_value_info("x", TensorProto.FLOAT, [2, 4])],
+                              [oh.make_tensor_value_info("y", TensorProto.FLOAT, [2, 8])],
+                              [numpy_helper.from_array(w, "W")])
+        model = oh.make_model(graph, opset_imports=[oh.make_opsetid("", 17)])
+        module = ConvertModel(model)
+        torch.testing.assert_close(module.MatMul_0.weight.detach(), torch.from_numpy(w.T.copy()))
+        with torch.no_grad():
+            for p in module.parameters():
+                p.add_(1.0)
+        assert np.array_equal(numpy_helper.to_array(model.graph.initializer[0]), w)
+        print("ok")
+    """)
+    env = dict(os.environ, PROTOCOL_BUFFERS_PYTHON_IMPLEMENTATION="python")
+    done = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0 and done.stdout.strip().endswith("ok"), done.stderr[-2000:]
