@@ -206,14 +206,15 @@ def test_pure_python_protobuf_weights_are_not_taken_over():
         from google.protobuf.internal import api_implementation
         from onnx2torch import ConvertModel
         assert api_implementation.Type() == "python", api_implementation.Type()
-        w = np.arange(32, dtype=np.float32).reshape(4, 8)
-        graph = oh.make_graph([oh.make_node("MatMul", ["x", "W"], ["y"])], "g",
+        w = np.arange(32, dtype=np.float32).reshape(8, 4)  # kept as it is by nn.Linear (transB=1)
+        graph = oh.make_graph([oh.make_node("Gemm", ["x", "W"], ["y"], transB=1)], "g",
                               [oh.make_tensor_value_info("x", TensorProto.FLOAT, [2, 4])],
                               [oh.make_tensor_value_info("y", TensorProto.FLOAT, [2, 8])],
                               [numpy_helper.from_array(w, "W")])
         model = oh.make_model(graph, opset_imports=[oh.make_opsetid("", 17)])
-        module = ConvertModel(model)
-        torch.testing.assert_close(module.MatMul_0.weight.detach(), torch.from_numpy(w.T.copy()))
+        module = ConvertModel(model, simplify=False)  # the layer reads the user's TensorProto
+        (layer,) = [m for m in module.modules() if isinstance(m, torch.nn.Linear)]
+        torch.testing.assert_close(layer.weight.detach(), torch.from_numpy(w))
         with torch.no_grad():
             for p in module.parameters():
                 p.add_(1.0)
