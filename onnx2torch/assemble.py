@@ -28,7 +28,7 @@ from onnx2torch.errors import ConversionError, InvalidModelError, UnsupportedOpe
 from onnx2torch.functions import expand_schema_function, has_schema_function, inline_local_functions
 from onnx2torch.fusion import fuse_graph
 from onnx2torch.limits import call_converter, data_propagation_hazard, grows_past_limit, value_bytes
-from onnx2torch.registry import DEFAULT_DOMAINS, ConverterEntry, Lowered, lookup
+from onnx2torch.registry import DEFAULT_DOMAINS, Lowered, lookup
 from onnx2torch.symbolic import has_symbolic, materialize, propagate
 
 __all__ = ["ConversionContext", "assemble", "build_subgraph", "find_unsupported", "model_opsets", "outer_scope_names"]
@@ -435,8 +435,8 @@ class GraphAssembler:
         if value.requires_grad:
             value = value.detach()
         memory = value.untyped_storage().data_ptr()
-        if all(not isinstance(self.ctx.constants.get(n), torch.Tensor)
-               or self.ctx.constants[n].untyped_storage().data_ptr() != memory for n in inputs if n):
+        read = [self.ctx.constants.get(n) for n in inputs if n]
+        if all(not isinstance(t, torch.Tensor) or t.untyped_storage().data_ptr() != memory for t in read):
             mark_private(value)
         return value
 
@@ -473,7 +473,7 @@ class GraphAssembler:
         spare: dict[int, list[torch.Tensor]] = {}
         for module in self.root.modules():
             for tensors in (module._parameters, module._buffers):
-                for key, value in tensors.items():
+                for value in tensors.values():
                     if value is None or value.untyped_storage().data_ptr() not in self.ctx.claimed:
                         continue
                     settled = settle(value, spare)

@@ -22,6 +22,7 @@ import onnx
 import torch
 
 from onnx2torch.errors import ConversionError
+from onnx2torch.registry import DEFAULT_DOMAINS
 
 __all__ = [
     "DEFAULT_MAX_CONSTANT_BYTES",
@@ -425,15 +426,13 @@ _SCANNED_OPS = _READS_VALUES | {"Constant", "Shape", "Size", "Identity", "Cast",
 
 
 #: ONNX ops with graph attributes (any op of another domain may have some too).
-_SUBGRAPH_OPS = frozenset({"If", "Loop", "Scan", "SequenceMap"})
-_ONNX_DOMAINS = frozenset({"", "ai.onnx"})
+SUBGRAPH_OPS = frozenset({"If", "Loop", "Scan", "SequenceMap"})
 
 
 def _scan_node(node: onnx.NodeProto, known: dict[str, _Known], dims: dict[str, list[int]]) -> _Known | None:
-    """What can be told of the node's first output (shape arithmetic only)."""
+    """What can be told of the node's first output (shape arithmetic only); ``node`` is one of
+    ``_SCANNED_OPS`` (the caller filters)."""
     op = node.op_type
-    if op not in _SCANNED_OPS:
-        return None
     ins = [known.get(n) if n else None for n in node.input]
     first = ins[0] if ins else None
     attrs = {a.name: a for a in node.attribute} if op in ("Constant", "Shape") else {}
@@ -508,7 +507,7 @@ def data_propagation_hazard(model: onnx.ModelProto, limit: int = DATA_PROP_LIMIT
                 dims.setdefault(value.name, shape)
         for node in graph.node:
             op = node.op_type
-            if op in _SUBGRAPH_OPS or node.domain not in _ONNX_DOMAINS:
+            if op in SUBGRAPH_OPS or node.domain not in DEFAULT_DOMAINS:
                 for attr in node.attribute:
                     if attr.type == onnx.AttributeProto.GRAPH:
                         graphs.append(attr.g)

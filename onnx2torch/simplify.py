@@ -193,10 +193,12 @@ _STANDARD_DOMAINS = frozenset({"", "ai.onnx", "ai.onnx.ml", "ai.onnx.preview", "
 def _standard_domains_only(model: onnx.ModelProto) -> bool:
     """Whether every op of the model is a standard ONNX op (``False`` when it has functions or
     control flow, whose bodies are not looked into)."""
+    from onnx2torch.limits import SUBGRAPH_OPS  # noqa: PLC0415
+
     if model.functions:
         return False
     ops = {(node.domain, node.op_type) for node in model.graph.node}
-    return all(domain in _STANDARD_DOMAINS and op not in ("If", "Loop", "Scan", "SequenceMap") for domain, op in ops)
+    return all(domain in _STANDARD_DOMAINS and op not in SUBGRAPH_OPS for domain, op in ops)
 
 
 def simplify_model(

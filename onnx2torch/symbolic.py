@@ -150,7 +150,9 @@ def _combine(op: str, a: Any, b: Any) -> Any:
     return Dim(op, a, b)
 
 
-def _broadcast(op: str, left: SymbolicValue, right: SymbolicValue) -> SymbolicValue | None:
+def _paired(left: SymbolicValue, right: SymbolicValue) -> list[tuple[Any, Any]] | None:
+    """The items of two 1-D values side by side, a one-item value broadcast to the other's
+    length; ``None`` when the lengths do not broadcast."""
     la, lb = list(left.items), list(right.items)
     if len(la) == 1 and len(lb) != 1:
         la = la * len(lb)
@@ -158,8 +160,15 @@ def _broadcast(op: str, left: SymbolicValue, right: SymbolicValue) -> SymbolicVa
         lb = lb * len(la)
     if len(la) != len(lb):
         return None
+    return list(zip(la, lb))
+
+
+def _broadcast(op: str, left: SymbolicValue, right: SymbolicValue) -> SymbolicValue | None:
+    pairs = _paired(left, right)
+    if pairs is None:
+        return None
     items = []
-    for a, b in zip(la, lb):
+    for a, b in pairs:
         kind = op
         if op == "floordiv":
             if b == 0:
@@ -320,15 +329,11 @@ def _equal(node, ctx) -> SymbolicValue | None:
     left, right = _known(ctx, node.input(0)), _known(ctx, node.input(1))
     if left is None or right is None:
         return None
-    la, lb = list(left.items), list(right.items)
-    if len(la) == 1 and len(lb) != 1:
-        la = la * len(lb)
-    elif len(lb) == 1 and len(la) != 1:
-        lb = lb * len(la)
-    if len(la) != len(lb):
+    pairs = _paired(left, right)
+    if pairs is None:
         return None
     result = []
-    for a, b in zip(la, lb):
+    for a, b in pairs:
         if isinstance(a, int) and isinstance(b, int):
             result.append(a == b)
         elif a == b:

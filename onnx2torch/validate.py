@@ -450,6 +450,8 @@ def _check_weights(node: onnx.NodeProto, index: int, weights: dict[str, list[int
                    shapes: dict[str, list[int | None]]) -> None:
     """Weights (initializer shapes) that contradict the op they feed."""
     op = node.op_type
+    if op not in _WEIGHTED_OPS:
+        return
     inputs = list(node.input)
 
     def weight(i: int) -> list[int] | None:
@@ -686,8 +688,7 @@ def _check_graph(graph: onnx.GraphProto, scope: _Scope, where: str, is_main: boo
                     _check_tensor(attr.t, "Constant value")
                     if outputs and outputs[0]:
                         weights[outputs[0]] = list(attr.t.dims)
-        if node.op_type in _WEIGHTED_OPS:
-            _check_weights(node, i, weights, shapes)
+        _check_weights(node, i, weights, shapes)
     out_of_order = False
     for i, (node, names) in enumerate(zip(graph.node, reads)):
         for name in names:
