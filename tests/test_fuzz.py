@@ -141,6 +141,19 @@ def convert(source, counts: dict[str, int], simplify: bool = False) -> None:
 UNEXPECTED: list[str] = []
 
 
+def _run_campaign(label: str, case, counts) -> None:
+    """Run a hypothesis campaign under the watchdog, then check that every case converted or was
+    refused as expected, and that both outcomes occurred."""
+    started = time.perf_counter()
+    with watchdog(900):
+        case()
+    elapsed = time.perf_counter() - started
+    print(f"{label}: {counts} in {elapsed:.1f} s", file=sys.stderr)
+    _check_no_unexpected()
+    assert counts["cases"] >= EXAMPLES
+    assert counts["converted"] > 0 and counts["refused"] > 0
+
+
 def _check_no_unexpected() -> None:
     found, UNEXPECTED[:] = list(UNEXPECTED), []
     assert not found, f"{len(found)} case(s) failed outside validation and the converters: {found[:5]}"
@@ -200,14 +213,7 @@ def test_fuzz_bytes():
         path.write_bytes(mutate_bytes(BASE_BYTES, mutations))
         convert(path, counts)
 
-    started = time.perf_counter()
-    with watchdog(900):
-        case()
-    elapsed = time.perf_counter() - started
-    print(f"byte fuzz: {counts} in {elapsed:.1f} s", file=sys.stderr)
-    _check_no_unexpected()
-    assert counts["cases"] >= EXAMPLES
-    assert counts["converted"] > 0 and counts["refused"] > 0
+    _run_campaign("byte fuzz", case, counts)
 
 
 # --- field mutations ----------------------------------------------------------------------------
@@ -349,14 +355,7 @@ def test_fuzz_fields(tmp_path):
         else:
             convert(model, counts)
 
-    started = time.perf_counter()
-    with watchdog(900):
-        case()
-    elapsed = time.perf_counter() - started
-    print(f"field fuzz: {counts} in {elapsed:.1f} s", file=sys.stderr)
-    _check_no_unexpected()
-    assert counts["cases"] >= EXAMPLES
-    assert counts["converted"] > 0 and counts["refused"] > 0
+    _run_campaign("field fuzz", case, counts)
 
 
 def test_fuzz_with_simplification():
