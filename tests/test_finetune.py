@@ -30,6 +30,18 @@ def _example(name: str, batch: int = 4) -> torch.Tensor:
     return torch.randn(batch, 5, 8, generator=generator)
 
 
+def _train(optimizer: torch.optim.Optimizer, loss_fn, steps: int) -> list[float]:
+    """``steps`` optimizer steps on ``loss_fn()``; the loss before each step."""
+    losses = []
+    for _ in range(steps):
+        optimizer.zero_grad()
+        loss = loss_fn()
+        loss.backward()
+        optimizer.step()
+        losses.append(loss.item())
+    return losses
+
+
 @pytest.mark.parametrize("name, original", [("cnn", SmallCNN), ("transformer", SmallTransformer), ("lstm", SmallLSTM)])
 def test_every_float_weight_is_a_parameter(paths, name, original):
     model = onnx2torch.ConvertModel(paths[name])
@@ -59,13 +71,7 @@ def test_batchnorm_cnn_fine_tunes(paths, tmp_path):
     target = torch.randint(0, 10, (16,), generator=torch.Generator().manual_seed(0))
     optimizer = torch.optim.Adam(model.parameters(), lr=3e-2)
     model.train()
-    losses = []
-    for _ in range(30):
-        optimizer.zero_grad()
-        loss = F.cross_entropy(model(x), target)
-        loss.backward()
-        optimizer.step()
-        losses.append(loss.item())
+    losses = _train(optimizer, lambda: F.cross_entropy(model(x), target), steps=30)
     assert losses[-1] < 0.5 * losses[0], losses
     assert all(p.grad is not None and p.grad.abs().sum() > 0 for p in model.parameters())
     assert int(bn.num_batches_tracked) == 30
@@ -104,13 +110,7 @@ def test_transformer_fine_tunes_embeddings_and_attention(paths):
     embedding = next(m for m in model.modules() if isinstance(m, nn.Embedding))
     before = embedding.weight.detach().clone()
     optimizer = torch.optim.Adam(model.parameters(), lr=3e-3)
-    losses = []
-    for _ in range(10):
-        optimizer.zero_grad()
-        loss = F.mse_loss(model(ids), target)
-        loss.backward()
-        optimizer.step()
-        losses.append(loss.item())
+    losses = _train(optimizer, lambda: F.mse_loss(model(ids), target), steps=10)
     assert losses[-1] < losses[0], losses
     assert not torch.equal(embedding.weight, before)
 
