@@ -75,57 +75,45 @@ def load_onnx(path: str | os.PathLike) -> tuple[onnx.ModelProto, str]:
     return model, base_dir
 
 
-def _iter_graphs(model: onnx.ModelProto) -> Iterator[onnx.GraphProto]:
-    """The main graph and every subgraph (functions' bodies' too), without recursion."""
-    stack: list = [model.graph]
-    for function in model.functions:
-        stack.extend(_node_subgraphs(function.node))
-    while stack:
-        graph = stack.pop()
-        yield graph
-        stack.extend(_node_subgraphs(graph.node))
-
-
-def _node_subgraphs(nodes: Iterable[onnx.NodeProto]) -> list[onnx.GraphProto]:
-    found = []
-    for node in nodes:
-        for attr in node.attribute:
-            if attr.type == AttributeProto.GRAPH or attr.HasField("g"):
-                found.append(attr.g)
-            found.extend(attr.graphs)
-    return found
+#: Attribute kinds that hold no tensor and no graph: skipped without looking further.
+_PLAIN_ATTRIBUTES = frozenset({
+    AttributeProto.FLOAT, AttributeProto.INT, AttributeProto.STRING, AttributeProto.FLOATS,
+    AttributeProto.INTS, AttributeProto.STRINGS, AttributeProto.TYPE_PROTO, AttributeProto.TYPE_PROTOS,
+})
 
 
 def external_tensors(model: onnx.ModelProto) -> Iterator[TensorProto]:
     """Every tensor of the model whose data lives in an external file: initializers, sparse
-    initializers, Constant values and tensor attributes, in subgraphs and functions too."""
-
-    def attr_tensors(nodes: Iterable[onnx.NodeProto]) -> Iterator[TensorProto]:
-        for node in nodes:
-            for attr in node.attribute:
-                if attr.HasField("t"):
-                    yield attr.t
-                yield from attr.tensors
-                if attr.HasField("sparse_tensor"):
-                    yield attr.sparse_tensor.values
-                    yield attr.sparse_tensor.indices
-                for sparse in attr.sparse_tensors:
-                    yield sparse.values
-                    yield sparse.indices
-
-    def all_tensors() -> Iterator[TensorProto]:
-        for function in model.functions:
-            yield from attr_tensors(function.node)
-        for graph in _iter_graphs(model):
-            yield from graph.initializer
+    initializers, Constant values and tensor attributes, in subgraphs and functions too.
+    One walk over the nodes, without recursion."""
+    stack: list[Iterable[onnx.NodeProto]] = [function.node for function in model.functions]
+    graphs: list[onnx.GraphProto] = [model.graph]
+    tensors: list[TensorProto] = []
+    while graphs or stack:
+        if graphs:
+            graph = graphs.pop()
+            tensors.extend(graph.initializer)
             for sparse in graph.sparse_initializer:
-                yield sparse.values
-                yield sparse.indices
-            yield from attr_tensors(graph.node)
-
-    for tensor in all_tensors():
-        if tensor.data_location == TensorProto.EXTERNAL:
-            yield tensor
+                tensors.extend((sparse.values, sparse.indices))
+            stack.append(graph.node)
+        for node in stack.pop() if stack else ():
+            for attr in node.attribute:
+                # NOTE: the attribute's declared kind decides where to look; an UNDEFINED or
+                # unknown kind (a malformed model) is looked at in every field.
+                if attr.type in _PLAIN_ATTRIBUTES:
+                    continue
+                if attr.HasField("t"):
+                    tensors.append(attr.t)
+                tensors.extend(attr.tensors)
+                for sparse in ([attr.sparse_tensor] if attr.HasField("sparse_tensor") else []) + list(attr.sparse_tensors):
+                    tensors.extend((sparse.values, sparse.indices))
+                if attr.HasField("g"):
+                    graphs.append(attr.g)
+                graphs.extend(attr.graphs)
+        for tensor in tensors:
+            if tensor.data_location == TensorProto.EXTERNAL:
+                yield tensor
+        tensors.clear()
 
 
 def _external_info(tensor: TensorProto) -> dict[str, str]:
