@@ -13,8 +13,9 @@ import logging
 import operator
 import re
 import sys
+import threading
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 import numpy as np
@@ -27,7 +28,7 @@ from onnx2torch.dtypes import claim_private, mark_private, owned_copy, settle, t
 from onnx2torch.errors import ConversionError, InvalidModelError, UnsupportedOperatorError
 from onnx2torch.functions import expand_schema_function, has_schema_function, inline_local_functions
 from onnx2torch.fusion import fuse_graph
-from onnx2torch.limits import call_converter, data_propagation_hazard, grows_past_limit, value_bytes
+from onnx2torch.limits import SUBGRAPH_OPS, call_converter, data_propagation_hazard, grows_past_limit, value_bytes
 from onnx2torch.registry import DEFAULT_DOMAINS, Lowered, lookup
 from onnx2torch.symbolic import has_symbolic, materialize, propagate
 
@@ -53,9 +54,12 @@ def _node_opset(opsets: dict[str, int], domain: str) -> int:
 
 
 def _iter_nodes(graph: onnx.GraphProto) -> Iterable[onnx.NodeProto]:
-    """Every node of a graph and of its subgraphs, depth first."""
+    """Every node of a graph and of its subgraphs, depth first (only control-flow ops and ops of
+    other domains are looked into: no other standard op has a graph attribute)."""
     for node in graph.node:
         yield node
+        if node.op_type not in SUBGRAPH_OPS and node.domain in DEFAULT_DOMAINS:
+            continue
         for attr in node.attribute:
             if attr.type == onnx.AttributeProto.GRAPH:
                 yield from _iter_nodes(attr.g)
@@ -68,12 +72,17 @@ def find_unsupported(model: onnx.ModelProto) -> list[str]:
     """One line per node (subgraphs included) that has no converter at the model's opset."""
     opsets = model_opsets(model)
     local_functions = {(f.domain, f.name) for f in model.functions}
+    convertible: dict[tuple[str, str], bool] = {}  # NOTE: one registry lookup per kind of op
     missing = []
     for node in _iter_nodes(model.graph):
-        if (node.domain, node.op_type) in local_functions:
-            continue
-        opset = _node_opset(opsets, node.domain)
-        if lookup(node.domain, node.op_type, opset) is None and not has_schema_function(node.op_type, opset, node.domain):
+        kind = (node.domain, node.op_type)
+        known = convertible.get(kind)
+        if known is None:
+            opset = _node_opset(opsets, kind[0])
+            known = convertible[kind] = kind in local_functions or lookup(kind[0], kind[1], opset) is not None \
+                or has_schema_function(kind[1], opset, kind[0])
+        if not known:
+            opset = _node_opset(opsets, node.domain)
             domain = node.domain or "ai.onnx"
             label = f"'{node.name}'" if node.name else f"<unnamed, output '{node.output[0] if node.output else ''}'>"
             missing.append(f"{label} {domain}::{node.op_type} (opset {opset})")
@@ -465,21 +474,33 @@ class GraphAssembler:
                 self.env[name] = item
                 self.value_nodes[name] = item.name
 
-    def settle_weights(self) -> None:
+    def settle_weights(self) -> Callable[[], None]:
         """Make the weights layers took over (``ConversionContext.own``) contiguous, in place
-        where nothing else shares their memory, else as copies."""
+        where nothing else shares their memory, else as copies.
+
+        The graph's own constants are settled here; the layers' transposing copies (MatMul
+        weights for ``nn.Linear``) run in a background thread while the fx graph is fused and
+        compiled, which reads only their types and shapes.  Returns the function that waits
+        for them (and raises what they raised)."""
         if not self.ctx.claimed:
-            return
-        spare: dict[int, list[torch.Tensor]] = {}
+            return _no_wait
+        spare_now: dict[int, list[torch.Tensor]] = {}
+        spare_later: dict[int, list[torch.Tensor]] = {}
+        later: list[tuple[torch.Tensor, torch.Tensor]] = []
         for module in self.root.modules():
+            in_layer = module is not self.root
             for tensors in (module._parameters, module._buffers):
                 for value in tensors.values():
                     if value is None or value.untyped_storage().data_ptr() not in self.ctx.claimed:
                         continue
-                    settled = settle(value, spare)
+                    if in_layer:
+                        settled = settle(value, spare_later, later)
+                    else:
+                        settled = settle(value, spare_now)
                     if settled is not value:
                         value.data = settled
         self.ctx.claimed.clear()
+        return _copy_in_background(later)
 
     def add_outputs(self) -> None:
         values = [self.value(out.name) for out in self.graph.output]
@@ -499,16 +520,55 @@ class GraphAssembler:
                 pending_reads[name] -= 1
                 if not pending_reads[name]:
                     self.ctx.release(name)  # NOTE: at most one weight copy is alive beyond the layers
-        self.settle_weights()
-        self.add_outputs()
-        fuse_graph(self.root, self.fx_graph, self.ctx.value_info, self.value_nodes)  # onnx2torch.fusion
-        self.fx_graph.lint()
-        self.fx_graph.owning_module = self.root  # dead-code elimination asks submodules if impure
-        self.fx_graph.eliminate_dead_code()
-        self.fx_graph.owning_module = None
-        # NOTE: the GraphModule copies only the submodules and constants still used, and
-        # generates forward once.
-        return fx.GraphModule(self.root, self.fx_graph, class_name="ConvertedModel")
+        wait_for_weights = self.settle_weights()
+        try:
+            self.add_outputs()
+            fuse_graph(self.root, self.fx_graph, self.ctx.value_info, self.value_nodes)  # onnx2torch.fusion
+            self.fx_graph.lint()
+            self.fx_graph.owning_module = self.root  # dead-code elimination asks submodules if impure
+            self.fx_graph.eliminate_dead_code()
+            self.fx_graph.owning_module = None
+            # NOTE: the GraphModule copies only the submodules and constants still used, and
+            # generates forward once.
+            module = fx.GraphModule(self.root, self.fx_graph, class_name="ConvertedModel")
+        finally:
+            wait_for_weights()
+        return module
+
+
+def _no_wait() -> None:
+    """Nothing runs in the background."""
+
+
+def _copy_in_background(copies: list[tuple[torch.Tensor, torch.Tensor]]) -> Callable[[], None]:
+    """Run ``destination.copy_(source)`` for each pair, in order, in a thread; returns the
+    function that waits for it and re-raises its error."""
+    copy_all = getattr(torch, "_foreach_copy_", None)
+    if not copies or copy_all is None:  # NOTE: torch < 2.1 has no _foreach_copy_: copy here
+        for destination, source in copies:
+            destination.copy_(source)
+        return _no_wait
+    failures: list[BaseException] = []
+
+    def copy_weights() -> None:
+        # NOTE: one call that releases the GIL for all the copies (a Python loop would wait
+        # for the GIL after each copy while the main thread runs Python).  On CPU it copies the
+        # pairs one after the other, in order, which the reused memory requires (settle).
+        try:
+            copy_all([d for d, _ in copies], [s for _, s in copies])
+        except BaseException as exc:  # noqa: BLE001 - re-raised by wait()
+            failures.append(exc)
+
+    thread = threading.Thread(target=copy_weights, name="onnx2torch-settle-weights", daemon=True)
+    thread.start()
+
+    def wait() -> None:
+        thread.join()
+        copies.clear()
+        if failures:
+            raise failures[0]
+
+    return wait
 
 
 def _node_reads(proto: onnx.NodeProto) -> list[str]:

@@ -151,7 +151,8 @@ def _storage_users(tensor: torch.Tensor) -> int:
     return count(tensor.untyped_storage()._cdata) - 1  # NOTE: minus untyped_storage()'s own reference
 
 
-def settle(tensor: torch.Tensor, spare: dict[int, list[torch.Tensor]]) -> torch.Tensor:
+def settle(tensor: torch.Tensor, spare: dict[int, list[torch.Tensor]],
+           deferred: list[tuple[torch.Tensor, torch.Tensor]] | None = None) -> torch.Tensor:
     """A claimed weight (:func:`claim_private`) as the contiguous tensor its layer keeps
     (``tensor`` itself when it already is one).
 
@@ -160,7 +161,11 @@ def settle(tensor: torch.Tensor, spare: dict[int, list[torch.Tensor]]) -> torch.
     size from ``spare`` (byte tensors by size, which the caller keeps for the conversion) and
     leaves its own memory there for the next one.  Fresh pages cost more than copying on most
     machines: conversion keeps about one copy of the weights.  Shared memory (a constant the
-    graph also outputs, a converter that kept a reference) is copied instead."""
+    graph also outputs, a converter that kept a reference) is copied instead.
+
+    With ``deferred`` the transposing copy is not made here but appended to it as
+    ``(destination, source)``: the copies must then run in list order (a destination may be the
+    source of an earlier one), before anything reads the returned tensor's values."""
     if _storage_users(tensor) > 1:
         return owned_copy(tensor)
     if tensor.is_contiguous():
@@ -171,7 +176,10 @@ def settle(tensor: torch.Tensor, spare: dict[int, list[torch.Tensor]]) -> torch.
         free = spare.get(nbytes)
         buffer = free.pop() if free else torch.empty(nbytes, dtype=torch.uint8)
         out = buffer.view(t.dtype).view(t.shape)
-        out.copy_(t)
+        if deferred is None:
+            out.copy_(t)
+        else:
+            deferred.append((out, t))
         spare.setdefault(nbytes, []).append(t.as_strided((t.numel(),), (1,)).view(torch.uint8))
         return out
     return owned_copy(t)

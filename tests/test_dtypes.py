@@ -224,3 +224,42 @@ def test_pure_python_protobuf_weights_are_not_taken_over():
     env = dict(os.environ, PROTOCOL_BUFFERS_PYTHON_IMPLEMENTATION="python")
     done = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120)
     assert done.returncode == 0 and done.stdout.strip().endswith("ok"), done.stderr[-2000:]
+
+
+def _matmul_chain(weights: list[np.ndarray]) -> onnx.ModelProto:
+    names = [f"W{i}" for i in range(len(weights))]
+    nodes = [oh.make_node("MatMul", ["x" if i == 0 else f"h{i - 1}", name], [f"h{i}"]) for i, name in enumerate(names)]
+    graph = oh.make_graph(
+        nodes, "chain", [oh.make_tensor_value_info("x", TensorProto.FLOAT, [3, 16])],
+        [oh.make_tensor_value_info(f"h{len(weights) - 1}", TensorProto.FLOAT, [3, 16])],
+        [numpy_helper.from_array(w, name) for w, name in zip(weights, names)],
+    )
+    return oh.make_model(graph, opset_imports=[oh.make_opsetid("", 17)])
+
+
+@pytest.mark.parametrize("simplify", [False, True])
+def test_a_chain_of_same_size_weights_is_transposed_in_order(simplify):
+    """Eight 16x16 MatMul weights: each layer's transposed weight is written into the memory the
+    previous one left (in a background thread); any copy out of order would read overwritten
+    memory."""
+    rng = np.random.default_rng(4)
+    weights = [rng.standard_normal((16, 16)).astype(np.float32) / 4 for _ in range(8)]
+    model = _matmul_chain(weights)
+    module = _converted_matches_onnxruntime(model, rng.standard_normal((3, 16)).astype(np.float32), simplify)
+    linears = [m for m in module.modules() if isinstance(m, torch.nn.Linear)]
+    assert len(linears) == len(weights)
+    for layer, weight in zip(linears, weights):
+        assert layer.weight.is_contiguous()
+        np.testing.assert_array_equal(layer.weight.detach().numpy(), weight.T)
+
+
+def test_a_failed_background_copy_is_raised(monkeypatch):
+    """The layers' copies run in a thread; what goes wrong there surfaces from ConvertModel."""
+    def broken(destinations, sources):
+        raise RuntimeError("copy failed on purpose")
+
+    monkeypatch.setattr(torch, "_foreach_copy_", broken)
+    rng = np.random.default_rng(5)
+    model = _matmul_chain([rng.standard_normal((16, 16)).astype(np.float32) for _ in range(2)])
+    with pytest.raises(Exception, match="copy failed on purpose"):
+        ConvertModel(model, simplify=False)
