@@ -10,10 +10,12 @@ limit is dropped and the node emitted instead, so no converted module embeds it.
 """
 from __future__ import annotations
 
+import array
 import contextlib
 import contextvars
 import logging
 import math
+import sys
 from collections.abc import Iterator, Sequence
 from typing import Any
 
@@ -367,11 +369,26 @@ class _Known:
     def values(self) -> list | None:
         if self._proto is not None:
             proto, self._proto = self._proto, None
-            try:
-                self._values = onnx.numpy_helper.to_array(proto).reshape(-1).tolist()
-            except Exception:  # noqa: BLE001 - malformed: nothing known
-                self._values = None
+            self._values = _short_values(proto, self.length)
         return self._values
+
+
+#: array typecodes of the integer element types, for raw little-endian data (ten times faster
+#: than numpy_helper.to_array on the short shape constants exporters write by the thousand)
+_RAW_INT_CODES = {onnx.TensorProto.INT64: "q", onnx.TensorProto.INT32: "i"} if sys.byteorder == "little" else {}
+
+
+def _short_values(proto: onnx.TensorProto, count: int | None) -> list | None:
+    """The values of a short constant as a flat list, ``None`` when it is malformed."""
+    code = _RAW_INT_CODES.get(proto.data_type)
+    if code is not None and proto.HasField("raw_data"):
+        raw = proto.raw_data
+        if count is not None and len(raw) == count * (8 if code == "q" else 4):
+            return array.array(code, raw).tolist()
+    try:
+        return onnx.numpy_helper.to_array(proto).reshape(-1).tolist()
+    except Exception:  # noqa: BLE001 - malformed: nothing known
+        return None
 
 
 def _static_dims(value_type: onnx.TypeProto) -> list[int] | None:
@@ -421,8 +438,9 @@ def _elementwise(op: str, a: list[int], b: list[int]) -> list[int] | None:
 #: The ops _scan_node follows, and those of them that need their inputs' values.
 _READS_VALUES = frozenset({"Add", "Sub", "Mul", "Div", "Max", "Min", "Concat", "Gather", "Range",
                            "ConstantOfShape", "Tile", "Expand"})
-_SCANNED_OPS = _READS_VALUES | {"Constant", "Shape", "Size", "Identity", "Cast", "CastLike", "Squeeze",
-                                "Unsqueeze", "Reshape", "Flatten"}
+#: ops whose output holds the values of their first input (as far as the scan tells)
+_PASSED_ON = frozenset({"Identity", "Cast", "CastLike", "Squeeze", "Unsqueeze", "Reshape", "Flatten"})
+_SCANNED_OPS = _READS_VALUES | _PASSED_ON | {"Constant", "Shape", "Size"}
 
 
 #: ONNX ops with graph attributes (any op of another domain may have some too).
@@ -433,6 +451,9 @@ def _scan_node(node: onnx.NodeProto, known: dict[str, _Known], dims: dict[str, l
     """What can be told of the node's first output (shape arithmetic only); ``node`` is one of
     ``_SCANNED_OPS`` (the caller filters)."""
     op = node.op_type
+    if op in _PASSED_ON:
+        names = node.input
+        return known.get(names[0]) if names else None
     ins = [known.get(n) if n else None for n in node.input]
     first = ins[0] if ins else None
     attrs = {a.name: a for a in node.attribute} if op in ("Constant", "Shape") else {}
@@ -453,8 +474,6 @@ def _scan_node(node: onnx.NodeProto, known: dict[str, _Known], dims: dict[str, l
         return _Known(shape[start:end])
     if op == "Size" and node.input and node.input[0] in dims:
         return _Known([math.prod(dims[node.input[0]])])
-    if op in ("Identity", "Cast", "CastLike", "Squeeze", "Unsqueeze", "Reshape", "Flatten"):
-        return first
     if op in ("Add", "Sub", "Mul", "Div", "Max", "Min") and len(vals) == 2 and vals[0] is not None and vals[1] is not None:
         result = _elementwise(op, vals[0], vals[1])
         return _Known(result) if result is not None else None
