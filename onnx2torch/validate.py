@@ -22,11 +22,13 @@ import math
 import os
 from collections.abc import Iterable, Iterator
 from pathlib import Path
+from typing import NamedTuple
 
 import onnx
 from onnx import AttributeProto, TensorProto
 
 from onnx2torch.errors import ConversionError, InvalidModelError, Onnx2TorchError, OnnxLoadError
+from onnx2torch.limits import SUBGRAPH_OPS
 
 __all__ = [
     "load_onnx",
@@ -248,19 +250,50 @@ def _check_opsets(model: onnx.ModelProto) -> dict[str, int]:
     return opsets
 
 
+class _OpRules(NamedTuple):
+    """What an op's schema says of a node: read once from ``onnx.defs`` (every property read of
+    an ``OpSchema`` crosses into C++, and ``attributes`` builds a new dict each time)."""
+
+    since_version: int
+    attributes: dict[str, int]  # name -> AttributeProto type
+    required: tuple[str, ...]
+    min_input: int
+    max_input: int
+    max_output: int
+
+
+#: (domain, op, since) -> rules, for all models converted in this process
+_RULES: dict[tuple[str, str, int], _OpRules] = {}
+
+
+def _op_rules(schema: onnx.defs.OpSchema) -> _OpRules:
+    key = (schema.domain, schema.name, schema.since_version)
+    rules = _RULES.get(key)
+    if rules is None:
+        declared = schema.attributes
+        rules = _RULES[key] = _OpRules(
+            since_version=schema.since_version,
+            attributes={name: int(a.type.value) if hasattr(a.type, "value") else int(a.type)
+                        for name, a in declared.items()},
+            required=tuple(name for name, a in declared.items() if a.required),
+            min_input=schema.min_input, max_input=schema.max_input, max_output=schema.max_output,
+        )
+    return rules
+
+
 class _Schemas:
-    """``onnx.defs`` schemas, looked up once per (domain, op, opset)."""
+    """The rules of each op's schema, looked up once per (domain, op) at the model's opset."""
 
     def __init__(self, opsets: dict[str, int]):
         self.opsets = opsets
-        self.cache: dict[tuple[str, str], onnx.defs.OpSchema | None] = {}
+        self.cache: dict[tuple[str, str], _OpRules | None] = {}
 
-    def get(self, node: onnx.NodeProto) -> onnx.defs.OpSchema | None:
-        domain = "" if node.domain in _DEFAULT_DOMAINS else node.domain
-        key = (domain, node.op_type)
+    def get(self, op_type: str, domain: str) -> _OpRules | None:
+        key = (domain, op_type)
         if key not in self.cache:
+            default = "" if domain in _DEFAULT_DOMAINS else domain
             try:
-                self.cache[key] = onnx.defs.get_schema(node.op_type, self.opsets.get(domain, 1), domain)
+                self.cache[key] = _op_rules(onnx.defs.get_schema(op_type, self.opsets.get(default, 1), default))
             except Exception:  # noqa: BLE001 - a custom op, or an op newer than its opset
                 self.cache[key] = None
         return self.cache[key]
@@ -280,65 +313,51 @@ def _label(node: onnx.NodeProto, index: int) -> str:
 
 _ATTR_NAMES = {int(v): k for k, v in AttributeProto.AttributeType.items()}
 _ELEM_TYPES = frozenset(TensorProto.DataType.values())
-#: (domain, op, since) -> {attribute: (type, required)}; reading ``OpSchema.attributes`` builds a
-#: new dict of wrapped C++ objects on every access (a few microseconds, per node of large graphs).
-_SCHEMA_ATTRIBUTES: dict[tuple[str, str, int], dict[str, tuple[int, bool]]] = {}
 
 
-def _schema_attributes(schema: onnx.defs.OpSchema) -> dict[str, tuple[int, bool]]:
-    key = (schema.domain, schema.name, schema.since_version)
-    table = _SCHEMA_ATTRIBUTES.get(key)
-    if table is None:
-        table = _SCHEMA_ATTRIBUTES[key] = {
-            name: (int(a.type.value) if hasattr(a.type, "value") else int(a.type), bool(a.required))
-            for name, a in schema.attributes.items()}
-    return table
-
-
-def _check_attributes(node: onnx.NodeProto, index: int, schema: onnx.defs.OpSchema | None,
+def _check_attributes(node: onnx.NodeProto, index: int, rules: _OpRules | None,
                       attributes: list[AttributeProto], n_inputs: int, n_outputs: int) -> None:
     seen = set()
     for attr in attributes:
-        if attr.name in seen:
-            raise InvalidModelError(f"{_label(node, index)} sets attribute '{attr.name}' twice")
-        seen.add(attr.name)
+        name = attr.name
+        if name in seen:
+            raise InvalidModelError(f"{_label(node, index)} sets attribute '{name}' twice")
+        seen.add(name)
         if attr.ref_attr_name:
             continue
-        if attr.type == AttributeProto.UNDEFINED:
+        kind = attr.type
+        if kind == AttributeProto.UNDEFINED:
             raise InvalidModelError(
-                f"{_label(node, index)}: attribute '{attr.name}' has no type (AttributeProto.type is UNDEFINED); "
+                f"{_label(node, index)}: attribute '{name}' has no type (AttributeProto.type is UNDEFINED); "
                 "the exporter wrote a malformed attribute"
             )
-        if schema is None:
+        if rules is None:
             continue
-        declared = _schema_attributes(schema).get(attr.name)
-        if declared is None:
-            continue
-        expected = declared[0]
-        if int(attr.type) != expected:
+        expected = rules.attributes.get(name)
+        if expected is not None and kind != expected:
             raise InvalidModelError(
-                f"{_label(node, index)}: attribute '{attr.name}' is {_ATTR_NAMES.get(int(attr.type), attr.type)}, "
-                f"but {node.op_type}-{schema.since_version} declares it {_ATTR_NAMES.get(expected, expected)}; "
+                f"{_label(node, index)}: attribute '{name}' is {_ATTR_NAMES.get(int(kind), kind)}, "
+                f"but {node.op_type}-{rules.since_version} declares it {_ATTR_NAMES.get(expected, expected)}; "
                 "fix the exporter or the attribute"
             )
-    if schema is None:
+    if rules is None:
         return
-    for name, (_, required) in _schema_attributes(schema).items():
-        if required and name not in seen:
+    for name in rules.required:
+        if name not in seen:
             raise InvalidModelError(
-                f"{_label(node, index)} lacks the required attribute '{name}' of {node.op_type}-{schema.since_version}"
+                f"{_label(node, index)} lacks the required attribute '{name}' of {node.op_type}-{rules.since_version}"
             )
     count = n_inputs
-    if count < schema.min_input or count > schema.max_input:
-        wanted = (f"{schema.min_input}" if schema.min_input == schema.max_input
-                  else f"{schema.min_input} to {schema.max_input}")
+    if count < rules.min_input or count > rules.max_input:
+        wanted = (f"{rules.min_input}" if rules.min_input == rules.max_input
+                  else f"{rules.min_input} to {rules.max_input}")
         raise InvalidModelError(
-            f"{_label(node, index)} has {count} input(s); {node.op_type}-{schema.since_version} takes {wanted}"
+            f"{_label(node, index)} has {count} input(s); {node.op_type}-{rules.since_version} takes {wanted}"
         )
-    if n_outputs > schema.max_output:
+    if n_outputs > rules.max_output:
         raise InvalidModelError(
-            f"{_label(node, index)} has {n_outputs} outputs; {node.op_type}-{schema.since_version} "
-            f"has at most {schema.max_output}"
+            f"{_label(node, index)} has {n_outputs} outputs; {node.op_type}-{rules.since_version} "
+            f"has at most {rules.max_output}"
         )
 
 
@@ -522,6 +541,9 @@ class _Scope:
 
 
 def _subgraphs_of(node: onnx.NodeProto) -> list[onnx.GraphProto]:
+    # NOTE: no standard op but control flow has a graph attribute; one elsewhere is never converted
+    if node.op_type not in SUBGRAPH_OPS and node.domain in _DEFAULT_DOMAINS:
+        return []
     graphs = []
     for attr in node.attribute:
         if attr.type == AttributeProto.GRAPH:
@@ -645,9 +667,10 @@ def _check_graph(graph: onnx.GraphProto, scope: _Scope, where: str, is_main: boo
     for i, node in enumerate(graph.node):
         # NOTE: each read of a repeated protobuf field builds new Python objects: read once.
         inputs, outputs, attributes = list(node.input), list(node.output), list(node.attribute)
-        _check_text([node.name, node.op_type, node.domain, *inputs, *outputs, *(a.name for a in attributes)],
+        op_type, domain = node.op_type, node.domain
+        _check_text([node.name, op_type, domain, *inputs, *outputs, *(a.name for a in attributes)],
                     f"{where}: node #{i} has a name, op type, domain or tensor name")
-        if not node.op_type:
+        if not op_type:
             raise InvalidModelError(f"{where}: node #{i} ('{node.name}') has no op_type")
         read = [n for n in inputs if n]
         if i in free_of_children:
@@ -668,9 +691,8 @@ def _check_graph(graph: onnx.GraphProto, scope: _Scope, where: str, is_main: boo
                     "ONNX names each value once (the graph is corrupt)"
                 )
             producer[out] = i
-        schema = schemas.get(node)
-        _check_attributes(node, i, schema, attributes, len(inputs), len(outputs))
-        if node.op_type == "Constant" and node.domain in _DEFAULT_DOMAINS:
+        _check_attributes(node, i, schemas.get(op_type, domain), attributes, len(inputs), len(outputs))
+        if op_type == "Constant" and domain in _DEFAULT_DOMAINS:
             for attr in attributes:
                 if attr.type == AttributeProto.TENSOR:
                     _check_tensor(attr.t, "Constant value")
