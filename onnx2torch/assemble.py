@@ -30,7 +30,7 @@ from onnx2torch.functions import expand_schema_function, has_schema_function, in
 from onnx2torch.fusion import fuse_graph
 from onnx2torch.limits import SUBGRAPH_OPS, call_converter, data_propagation_hazard, grows_past_limit, value_bytes
 from onnx2torch.registry import DEFAULT_DOMAINS, Lowered, lookup
-from onnx2torch.symbolic import has_symbolic, materialize, propagate
+from onnx2torch.symbolic import has_symbolic, materialize, propagate, symbolic_value
 
 __all__ = ["ConversionContext", "assemble", "build_subgraph", "find_unsupported", "model_opsets", "outer_scope_names"]
 
@@ -303,6 +303,9 @@ class GraphAssembler:
         self.value_nodes: dict[str, str] = {}
         #: ONNX tensor name -> (node name, op type, converter) that produced it.
         self.producers: dict[str, tuple[str, str, str]] = {}
+        #: shape arithmetic known symbolically (onnx2torch.symbolic), emitted only when a node
+        #: reads its tensor form: output name -> (node, lowered, inputs, converter, constants)
+        self.deferred: dict[str, tuple[OnnxNode, Lowered, list[str], str, dict[str, Any]]] = {}
 
     # --- names -----------------------------------------------------------------------------
     def _attr_name(self, candidate: str) -> str:
@@ -341,6 +344,9 @@ class GraphAssembler:
         if not name:
             return None
         if name in self.env:
+            return self.env[name]
+        if name in self.deferred:
+            self._emit(*self.deferred.pop(name))
             return self.env[name]
         if self.ctx.is_constant(name):
             return self._constant_arg(name, self.ctx.constant(name), as_literal)
@@ -384,7 +390,7 @@ class GraphAssembler:
                 self.add_node(sub, index, {**opsets, **body_opsets})
             return
         for name in node.inputs:
-            if name and name not in self.env and not self.ctx.is_constant(name):
+            if name and name not in self.env and name not in self.deferred and not self.ctx.is_constant(name):
                 raise InvalidModelError(
                     f"{node.describe()}: input '{name}' is not produced by any earlier node, "
                     "graph input or initializer (is the graph topologically sorted?)"
@@ -412,6 +418,14 @@ class GraphAssembler:
         if foldable and entry.deterministic and all(not n or self.ctx.is_constant(n) for n in inputs) \
                 and not has_symbolic(lowered.kwargs):
             self._fold(node, lowered, inputs, converter_name)
+            return
+        if len(node.outputs) == 1 and symbolic_value(self.ctx, node.outputs[0]) is not None \
+                and not isinstance(lowered.target, nn.Module):
+            # NOTE: its consumers mostly take the symbolic value (literal sizes, x.size(0)); the
+            # tensor form is built only if one of them reads it.  Constants it reads are held
+            # here: the build loop forgets a constant after its last reader in graph order.
+            held = {n: self.ctx.constant(n) for n in inputs if n and self.ctx.is_constant(n)}
+            self.deferred[node.outputs[0]] = (node, lowered, inputs, converter_name, held)
             return
         self._emit(node, lowered, inputs, converter_name)
 
@@ -449,8 +463,11 @@ class GraphAssembler:
             mark_private(value)
         return value
 
-    def _emit(self, node: OnnxNode, lowered: Lowered, inputs: list[str], converter_name: str) -> None:
-        args = tuple(self.value(n, lowered.scalars_as_literals) for n in inputs)
+    def _emit(self, node: OnnxNode, lowered: Lowered, inputs: list[str], converter_name: str,
+              held: dict[str, Any] | None = None) -> None:
+        literals = lowered.scalars_as_literals
+        args = tuple(self._constant_arg(n, held[n], literals) if held and n in held else self.value(n, literals)
+                     for n in inputs)
         kwargs = materialize(self, dict(lowered.kwargs))  # run-time sizes (x.size(0)) as fx nodes
         out_name = sanitize(node.outputs[0] if len(node.outputs) == 1 else node.name, "out")
         if isinstance(lowered.target, nn.Module):
@@ -520,9 +537,10 @@ class GraphAssembler:
                 pending_reads[name] -= 1
                 if not pending_reads[name]:
                     self.ctx.release(name)  # NOTE: at most one weight copy is alive beyond the layers
+        self.add_outputs()  # NOTE: before settling: it may emit deferred shape arithmetic
+        self.deferred.clear()
         wait_for_weights = self.settle_weights()
         try:
-            self.add_outputs()
             fuse_graph(self.root, self.fx_graph, self.ctx.value_info, self.value_nodes)  # onnx2torch.fusion
             self.fx_graph.lint()
             self.fx_graph.owning_module = self.root  # dead-code elimination asks submodules if impure

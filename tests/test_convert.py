@@ -114,6 +114,33 @@ def test_static_shape_arithmetic_is_folded():
     assert_matches_ort(model, {"x": x}, exact=True)
 
 
+def test_dynamic_shape_arithmetic_builds_tensors_only_where_read():
+    """Shape arithmetic over a symbolic batch becomes ``x.size(0)`` for the Reshape; its tensor
+    form is built where a node reads it as data (the Cast to float, the graph output), after the
+    constants it reads were last needed in graph order."""
+    nodes = [
+        oh.make_node("Shape", ["x"], ["s"]),
+        oh.make_node("Constant", [], ["idx"], value=numpy_helper.from_array(np.array(0, dtype=np.int64))),
+        oh.make_node("Gather", ["s", "idx"], ["n"], axis=0),
+        oh.make_node("Unsqueeze", ["n", "zero"], ["n1"]),
+        oh.make_node("Concat", ["n1", "minus1"], ["shape"], axis=0),
+        oh.make_node("Reshape", ["x", "shape"], ["flat"]),
+        oh.make_node("Cast", ["n"], ["nf"], to=TensorProto.FLOAT),
+        oh.make_node("Mul", ["flat", "nf"], ["y"]),
+    ]
+    inits = [numpy_helper.from_array(np.array([0], np.int64), "zero"),
+             numpy_helper.from_array(np.array([-1], np.int64), "minus1")]
+    model = _model(nodes, [_float_input("x", ["batch", 3, 4])],
+                   [_float_input("y", ["batch", 12]), oh.make_tensor_value_info("shape", TensorProto.INT64, [2])],
+                   inits)
+    module = ConvertModel(model, simplify=False)
+    code = module.code
+    assert "torch.reshape(x, shape = (batch, -1))" in code and code.count("shape_of(") == 1, code
+    for batch in (1, 3):
+        x = RNG.standard_normal((batch, 3, 4)).astype(np.float32)
+        assert_matches_ort(model, {"x": x}, exact=True, simplify=False)
+
+
 def test_unknown_ops_are_all_named_in_one_error():
     nodes = [
         oh.make_node("Relu", ["x"], ["a"]),
