@@ -64,6 +64,8 @@ class ShapeInfo:
                  root: nn.Module | None = None):
         self.root = root
         self.by_node: dict[str, onnx.TypeProto] = {}
+        #: dims found per fx node (a tensor's shape survives every rewrite of the graph)
+        self._found: dict[fx.Node, list[int | str | None] | None] = {}
         for onnx_name, node_name in value_nodes.items():
             tp = (value_info or {}).get(onnx_name)
             if tp is not None and tp.HasField("tensor_type"):
@@ -74,6 +76,12 @@ class ShapeInfo:
         unknown ones as ``None``."""
         if not isinstance(node, fx.Node):
             return None
+        if node not in self._found:
+            self._found[node] = self._dims(node, depth)
+        found = self._found[node]
+        return None if found is None else list(found)
+
+    def _dims(self, node: fx.Node, depth: int) -> list[int | str | None] | None:
         value = _attr_value(self.root, node) if self.root is not None else None
         if value is not None:
             return list(value.shape)
