@@ -14,6 +14,8 @@ import numpy as np
 import torch
 from onnx import TensorProto, numpy_helper
 
+from onnx2torch.errors import InvalidModelError
+
 __all__ = ["ONNX_TO_TORCH", "torch_dtype", "to_torch", "tensor_from_proto", "is_float_dtype", "owned_copy", "claim_private", "mark_private", "settle"]
 
 _TP = TensorProto
@@ -213,7 +215,13 @@ def tensor_from_proto(proto: TensorProto, base_dir: str | None = None) -> torch.
             and proto.HasField("raw_data")):
         raw = proto.raw_data
         count = math.prod(proto.dims)
-        if len(raw) == count * dtype.itemsize and count:
+        if len(raw) != count * dtype.itemsize:
+            # NOTE: validation bounds large weights without reading them (onnx2torch.validate)
+            raise InvalidModelError(
+                f"tensor '{proto.name}' declares shape {list(proto.dims)} ({TensorProto.DataType.Name(proto.data_type)}, "
+                f"{count * dtype.itemsize} bytes) but holds {len(raw)} bytes"
+            )
+        if count:
             # NOTE: no reference beyond this name means protobuf handed out a new bytes object
             # (upb does, on every read): the tensor over it is private.
             private = sys.getrefcount(raw) <= _SOLE_REFERENCE

@@ -151,6 +151,13 @@ def _short_initializer() -> onnx.ModelProto:
     return _model([oh.make_node("Add", ["x", "w"], ["y"])], [_vi("x")], [_vi("y")], [w])
 
 
+def _short_large_initializer() -> onnx.ModelProto:
+    # NOTE: large raw data is measured where it is read, not by validation (a copy of the weights)
+    w = numpy_helper.from_array(np.zeros((300, 300), np.float32), "w")
+    w.raw_data = w.raw_data[:-4]
+    return _model([oh.make_node("Add", ["x", "w"], ["y"])], [_vi("x", (300, 300))], [_vi("y", (300, 300))], [w])
+
+
 def _huge_initializer_claim() -> onnx.ModelProto:
     w = numpy_helper.from_array(np.zeros(4, np.float32), "w")
     del w.dims[:]
@@ -212,6 +219,8 @@ CORPUS: dict[str, tuple[Callable, type, str]] = {
     "conv bias": (lambda tmp: _conv_model((4, 3, 3, 3), b_shape=(7,)), InvalidModelError, "bias 'b' has shape [7]"),
     "conv group": (lambda tmp: _conv_model((5, 1, 3, 3), group=3), InvalidModelError, "not divisible by group=3"),
     "initializer shorter than its shape": (lambda tmp: _short_initializer(), InvalidModelError, "holds 8 bytes"),
+    "large initializer shorter than its shape": (lambda tmp: _short_large_initializer(), InvalidModelError,
+                                                 "holds 359996 bytes"),
     "initializer claims 4 TB": (lambda tmp: _huge_initializer_claim(), InvalidModelError, "declares shape"),
     "external data with ..": (lambda tmp: _external_model(tmp, "../secret.bin"), OnnxLoadError,
                               "tensor 'w' stores its data externally at '../secret.bin'"),
