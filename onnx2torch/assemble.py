@@ -318,10 +318,13 @@ class GraphAssembler:
         return name
 
     # --- values ----------------------------------------------------------------------------
-    def _constant_arg(self, name: str, value: Any, as_literal: bool) -> Any:
+    def _constant_arg(self, name: str, value: Any, as_literal: bool, may_own: bool = True) -> Any:
+        """The fx argument for constant ``name``: a literal, or an attribute holding its memory
+        (``may_own``: when this is its last reader) or a copy."""
         if isinstance(value, (list, tuple)):
             # a constant sequence: each tensor becomes its own constant attribute
-            return type(value)(self._constant_arg(f"{name}_{i}", item, as_literal) for i, item in enumerate(value))
+            return type(value)(self._constant_arg(f"{name}_{i}", item, as_literal, may_own)
+                               for i, item in enumerate(value))
         if not isinstance(value, torch.Tensor):
             return value
         if as_literal and value.dim() == 0 and value.dtype in _LITERAL_DTYPES:
@@ -330,10 +333,11 @@ class GraphAssembler:
             attr = self._attr_name(name)
             # NOTE: float tensors are trainable weights; one-element constants (a Clip bound, a
             # Dropout ratio, an epsilon) are hyper-parameters and stay buffers.
+            kept = self.ctx.own(value, name) if may_own else owned_copy(value)
             if value.is_floating_point() and value.dtype.itemsize > 1 and value.numel() > 1:
-                self.root.register_parameter(attr, nn.Parameter(self.ctx.own(value, name), requires_grad=True))
+                self.root.register_parameter(attr, nn.Parameter(kept, requires_grad=True))
             else:
-                self.root.register_buffer(attr, self.ctx.own(value, name))
+                self.root.register_buffer(attr, kept)
             self.constant_attrs[name] = attr
         attr = self.constant_attrs[name]
         node = self.fx_graph.get_attr(attr)
@@ -466,8 +470,10 @@ class GraphAssembler:
     def _emit(self, node: OnnxNode, lowered: Lowered, inputs: list[str], converter_name: str,
               held: dict[str, Any] | None = None) -> None:
         literals = lowered.scalars_as_literals
-        args = tuple(self._constant_arg(n, held[n], literals) if held and n in held else self.value(n, literals)
-                     for n in inputs)
+        # NOTE: a deferred node is emitted while a later node is converted: the read counts that
+        # decide whether a layer may take a constant's memory (ConversionContext.own) are not its.
+        args = tuple(self._constant_arg(n, held[n], literals, may_own=False) if held and n in held
+                     else self.value(n, literals) for n in inputs)
         kwargs = materialize(self, dict(lowered.kwargs))  # run-time sizes (x.size(0)) as fx nodes
         out_name = sanitize(node.outputs[0] if len(node.outputs) == 1 else node.name, "out")
         if isinstance(lowered.target, nn.Module):

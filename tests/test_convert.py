@@ -127,11 +127,16 @@ def test_dynamic_shape_arithmetic_builds_tensors_only_where_read():
         oh.make_node("Reshape", ["x", "shape"], ["flat"]),
         oh.make_node("Cast", ["n"], ["nf"], to=TensorProto.FLOAT),
         oh.make_node("Mul", ["flat", "nf"], ["y"]),
+        oh.make_node("Gather", ["s", "zero"], ["n_vec"], axis=0),
+        oh.make_node("Cast", ["n_vec"], ["n_vec_f"], to=TensorProto.FLOAT),
+        oh.make_node("Mul", ["y", "n_vec_f"], ["y2"]),
+        oh.make_node("Gather", ["x", "zero"], ["first"], axis=1),  # reads zero after the deferred Gather
     ]
     inits = [numpy_helper.from_array(np.array([0], np.int64), "zero"),
              numpy_helper.from_array(np.array([-1], np.int64), "minus1")]
     model = _model(nodes, [_float_input("x", ["batch", 3, 4])],
-                   [_float_input("y", ["batch", 12]), oh.make_tensor_value_info("shape", TensorProto.INT64, [2])],
+                   [_float_input("y2", ["batch", 12]), oh.make_tensor_value_info("shape", TensorProto.INT64, [2]),
+                    _float_input("first", ["batch", 1, 4])],
                    inits)
     module = ConvertModel(model, simplify=False)
     code = module.code
