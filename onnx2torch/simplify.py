@@ -291,7 +291,9 @@ def simplify_stripped(
         return model, {}
     from onnx2torch.limits import data_propagation_hazard  # noqa: PLC0415
 
-    hazard = data_propagation_hazard(model)
+    skeleton, stash = strip_large_initializers(model)
+    skeleton = merge_repeated_nodes(skeleton)
+    hazard = data_propagation_hazard(skeleton)  # NOTE: what onnxsim will see: each computation once
     if hazard:
         warnings.warn(f"skipping onnx-simplifier: {hazard}, which it would evaluate element by element; "
                       "converting the unsimplified model", stacklevel=_STACKLEVEL)
@@ -312,8 +314,7 @@ def simplify_stripped(
         # NOTE: copying the schemas registered with onnx into onnxsim's registry matters only
         # for custom ops; it reads every schema onnx has, on every call.
         kwargs["import_custom_schemas"] = False
-    skeleton, stash = strip_large_initializers(model)
-    skeleton = _without_declared_sizes(merge_repeated_nodes(skeleton))
+    skeleton = _without_declared_sizes(skeleton)
     try:
         with _silenced_stdout(), warnings.catch_warnings(), _simplifier_rounds(SIMPLIFIER_ROUNDS):
             warnings.simplefilter("ignore")
