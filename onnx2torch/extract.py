@@ -16,6 +16,7 @@ from collections.abc import Iterable
 import onnx
 
 from onnx2torch.errors import ConversionError
+from onnx2torch.simplify import empty_model_like
 
 __all__ = ["extract_part", "prepare_model"]
 
@@ -151,12 +152,7 @@ def extract_part(
         value.type.CopyFrom(tp)
         return value
 
-    part = onnx.ModelProto()
-    for field_name in ("ir_version", "producer_name", "producer_version", "domain", "model_version", "doc_string"):
-        setattr(part, field_name, getattr(model, field_name))
-    part.opset_import.extend(model.opset_import)
-    part.functions.extend(model.functions)
-    part.metadata_props.extend(model.metadata_props)
+    part = empty_model_like(model)
     new = part.graph
     new.name = graph.name
     new.input.extend(typed(n, "input") for n in input_names)

@@ -24,7 +24,7 @@ from collections.abc import Callable, Iterable, Iterator
 import onnx
 
 __all__ = ["simplify_model", "simplify_stripped", "strip_large_initializers", "restore_initializers",
-           "merge_repeated_nodes"]
+           "merge_repeated_nodes", "empty_model_like"]
 
 # NOTE: warnings point at the line that called ConvertModel: simplify_stripped <- ConvertModel <-
 # its error guard (onnx2torch.validate.clean_errors) <- the caller.
@@ -104,16 +104,23 @@ def strip_large_initializers(
     return skeleton, stash
 
 
-def _model_like(model: onnx.ModelProto, nodes: Iterable[onnx.NodeProto], initializers: Iterable[onnx.TensorProto],
-                value_info: Iterable[onnx.ValueInfoProto]) -> onnx.ModelProto:
-    """A new model with ``model``'s header, functions, graph inputs and outputs, and the given
-    nodes, initializers and value_info (copied)."""
+def empty_model_like(model: onnx.ModelProto) -> onnx.ModelProto:
+    """A model with ``model``'s header (IR version, producer, opsets, local functions, metadata)
+    and an empty graph."""
     copy = onnx.ModelProto()
     for field_name in ("ir_version", "producer_name", "producer_version", "domain", "model_version", "doc_string"):
         setattr(copy, field_name, getattr(model, field_name))
     copy.opset_import.extend(model.opset_import)
     copy.functions.extend(model.functions)
     copy.metadata_props.extend(model.metadata_props)
+    return copy
+
+
+def _model_like(model: onnx.ModelProto, nodes: Iterable[onnx.NodeProto], initializers: Iterable[onnx.TensorProto],
+                value_info: Iterable[onnx.ValueInfoProto]) -> onnx.ModelProto:
+    """A new model with ``model``'s header, functions, graph inputs and outputs, and the given
+    nodes, initializers and value_info (copied)."""
+    copy = empty_model_like(model)
     graph = model.graph
     copy.graph.name = graph.name
     copy.graph.node.extend(nodes)

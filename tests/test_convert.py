@@ -94,17 +94,23 @@ def test_input_names_are_sanitised_into_forward_arguments():
     assert "def forward(self, gpu_0_data_0)" in module.code
 
 
-def test_static_shape_arithmetic_is_folded():
+def _flatten(out: str) -> tuple[list[onnx.NodeProto], list[onnx.TensorProto]]:
+    """The exporters' ``x.reshape(x.shape[0], -1)``: Shape, Gather, Unsqueeze, Concat, Reshape."""
     nodes = [
         oh.make_node("Shape", ["x"], ["s"]),
         oh.make_node("Constant", [], ["idx"], value=numpy_helper.from_array(np.array(0, dtype=np.int64))),
         oh.make_node("Gather", ["s", "idx"], ["n"], axis=0),
         oh.make_node("Unsqueeze", ["n", "zero"], ["n1"]),
         oh.make_node("Concat", ["n1", "minus1"], ["shape"], axis=0),
-        oh.make_node("Reshape", ["x", "shape"], ["y"]),
+        oh.make_node("Reshape", ["x", "shape"], [out]),
     ]
     inits = [numpy_helper.from_array(np.array([0], np.int64), "zero"),
              numpy_helper.from_array(np.array([-1], np.int64), "minus1")]
+    return nodes, inits
+
+
+def test_static_shape_arithmetic_is_folded():
+    nodes, inits = _flatten("y")
     model = _model(nodes, [_float_input("x", [2, 3, 4])], [_float_input("y", [2, 12])], inits)
     module = ConvertModel(model, simplify=False)
     code = module.code
@@ -118,13 +124,8 @@ def test_dynamic_shape_arithmetic_builds_tensors_only_where_read():
     """Shape arithmetic over a symbolic batch becomes ``x.size(0)`` for the Reshape; its tensor
     form is built where a node reads it as data (the Cast to float, the graph output), after the
     constants it reads were last needed in graph order."""
-    nodes = [
-        oh.make_node("Shape", ["x"], ["s"]),
-        oh.make_node("Constant", [], ["idx"], value=numpy_helper.from_array(np.array(0, dtype=np.int64))),
-        oh.make_node("Gather", ["s", "idx"], ["n"], axis=0),
-        oh.make_node("Unsqueeze", ["n", "zero"], ["n1"]),
-        oh.make_node("Concat", ["n1", "minus1"], ["shape"], axis=0),
-        oh.make_node("Reshape", ["x", "shape"], ["flat"]),
+    nodes, inits = _flatten("flat")
+    nodes += [
         oh.make_node("Cast", ["n"], ["nf"], to=TensorProto.FLOAT),
         oh.make_node("Mul", ["flat", "nf"], ["y"]),
         oh.make_node("Gather", ["s", "zero"], ["n_vec"], axis=0),
@@ -132,8 +133,6 @@ def test_dynamic_shape_arithmetic_builds_tensors_only_where_read():
         oh.make_node("Mul", ["y", "n_vec_f"], ["y2"]),
         oh.make_node("Gather", ["x", "zero"], ["first"], axis=1),  # reads zero after the deferred Gather
     ]
-    inits = [numpy_helper.from_array(np.array([0], np.int64), "zero"),
-             numpy_helper.from_array(np.array([-1], np.int64), "minus1")]
     model = _model(nodes, [_float_input("x", ["batch", 3, 4])],
                    [_float_input("y2", ["batch", 12]), oh.make_tensor_value_info("shape", TensorProto.INT64, [2]),
                     _float_input("first", ["batch", 1, 4])],
