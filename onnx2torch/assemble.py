@@ -3,7 +3,9 @@
 Graph inputs become ``forward`` arguments, each node a call of a named submodule or of a torch
 function, and graph outputs are returned in ONNX order.  Nodes whose inputs are all known at
 conversion time are evaluated here (constant folding), so static shape arithmetic ends up as
-literals and weights hidden behind ``Constant``/``Identity`` chains are plain tensors.
+literals and weights hidden behind ``Constant``/``Identity`` chains are plain tensors.  Shape
+arithmetic over run-time sizes is tracked symbolically (:mod:`onnx2torch.symbolic`) and becomes
+a call only where a node reads it as a tensor.
 """
 from __future__ import annotations
 

@@ -7,9 +7,11 @@ with a message that says what is wrong, instead of deep inside a converter.
   named.
 - :func:`validate_model` checks the structure: a graph with outputs and a known opset, every
   node input produced by something, no tensor produced twice, typed graph inputs, attribute types
-  as the ONNX schema declares them, weights whose shapes fit their Conv/BatchNorm/Gemm, and
-  a graph that is a DAG (nodes out of order are sorted; a cycle is refused).  Linear in the
-  number of nodes; subgraphs are walked without recursion.
+  as the ONNX schema declares them, tensors holding the bytes their type and shape declare (raw
+  data over 64 KB is measured where it is read, :func:`onnx2torch.dtypes.tensor_from_proto`:
+  each read copies it), weights whose shapes fit their Conv/BatchNorm/Gemm, and a graph that is
+  a DAG (nodes out of order are sorted; a cycle is refused).  Linear in the number of nodes;
+  subgraphs are walked without recursion.
 - :func:`clean_errors` turns whatever else escapes the pipeline into an
   :class:`~onnx2torch.errors.Onnx2TorchError` that names the failure.
 """
