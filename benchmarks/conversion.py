@@ -92,12 +92,13 @@ def main(argv: list[str] | None = None) -> None:
         runs.sort(key=lambda r: r["wall_s"])
         mid = runs[len(runs) // 2]
         mb = 2**20 / 1e6  # MiB -> MB
-        rows.append([name, f"{size_mb:.0f}", f"{mid['wall_s']:.3f}", f"{mid['cpu_s']:.3f}",
+        spread = f" ({runs[0]['wall_s']:.3f}-{runs[-1]['wall_s']:.3f})" if len(runs) > 1 else ""
+        rows.append([name, f"{size_mb:.0f}", f"{mid['wall_s']:.3f}{spread}", f"{mid['cpu_s']:.3f}",
                      f"{mid['peak_mb'] * mb:.0f} ({mid['peak_mb'] * mb / size_mb:.2f}x)",
                      f"{mid['own_peak_mb'] * mb:.0f} ({mid['own_peak_mb'] * mb / size_mb:.2f}x)",
                      f"{mid['params'] / 1e6:.1f} M"])
     print(f"### conversion of large models ({args.exporter} exporter), median of {args.repeat} fresh processes")
-    print_table(["model", "file MB", "conversion s (wall)", "conversion s (cpu)", "peak growth after load (models.py)",
+    print_table(["model", "file MB", "conversion s (wall; min-max)", "conversion s (cpu)", "peak growth after load (models.py)",
                  "conversion's own peak", "parameters"], rows)
 
 
