@@ -83,3 +83,21 @@ def test_graphs_with_subgraphs_are_not_merged():
                            oh.make_tensor_value_info("c", TensorProto.BOOL, [])],
                    [oh.make_tensor_value_info("y", TensorProto.FLOAT, [2])])
     assert merge_repeated_nodes(model) is model
+
+
+def test_a_repeat_is_merged_only_where_the_earlier_node_has_every_output_it_uses():
+    pool = {"kernel_shape": [2, 2], "strides": [2, 2]}
+    nodes = [
+        oh.make_node("MaxPool", ["x"], ["p1", ""], **pool),  # no indices
+        oh.make_node("MaxPool", ["x"], ["p2", "i2"], **pool),  # needs indices the first lacks: kept
+        oh.make_node("MaxPool", ["x"], ["p3", ""], **pool),  # repeats the first: merged
+        oh.make_node("Sum", ["p1", "p2", "p3"], ["y"]),
+        oh.make_node("Cast", ["i2"], ["i"], to=TensorProto.FLOAT),
+    ]
+    model = _model(nodes, [oh.make_tensor_value_info("x", TensorProto.FLOAT, [1, 1, 4, 4])],
+                   [oh.make_tensor_value_info("y", TensorProto.FLOAT, [1, 1, 2, 2]),
+                    oh.make_tensor_value_info("i", TensorProto.FLOAT, [1, 1, 2, 2])])
+    merged = merge_repeated_nodes(model)
+    assert [list(n.output) for n in merged.graph.node] == [["p1", ""], ["p2", "i2"], ["y"], ["i"]]
+    assert list(merged.graph.node[2].input) == ["p1", "p2", "p1"]
+    assert_matches_ort(model, {"x": RNG.standard_normal((1, 1, 4, 4)).astype(np.float32)}, exact=True)
