@@ -30,7 +30,7 @@ from onnx2torch.dtypes import claim_private, mark_private, owned_copy, settle, t
 from onnx2torch.errors import ConversionError, InvalidModelError, UnsupportedOperatorError
 from onnx2torch.functions import expand_schema_function, has_schema_function, inline_local_functions
 from onnx2torch.fusion import fuse_graph
-from onnx2torch.limits import SUBGRAPH_OPS, call_converter, data_propagation_hazard, grows_past_limit, value_bytes
+from onnx2torch.limits import call_converter, data_propagation_hazard, grows_past_limit, subgraphs_of, value_bytes
 from onnx2torch.registry import DEFAULT_DOMAINS, Lowered, lookup
 from onnx2torch.symbolic import has_symbolic, materialize, propagate, symbolic_value
 
@@ -56,18 +56,12 @@ def _node_opset(opsets: dict[str, int], domain: str) -> int:
 
 
 def _iter_nodes(graph: onnx.GraphProto) -> Iterable[onnx.NodeProto]:
-    """Every node of a graph and of its subgraphs, depth first (only control-flow ops and ops of
-    other domains are looked into: no other standard op has a graph attribute)."""
+    """Every node of a graph and of its subgraphs (:func:`onnx2torch.limits.subgraphs_of`),
+    depth first."""
     for node in graph.node:
         yield node
-        if node.op_type not in SUBGRAPH_OPS and node.domain in DEFAULT_DOMAINS:
-            continue
-        for attr in node.attribute:
-            if attr.type == onnx.AttributeProto.GRAPH:
-                yield from _iter_nodes(attr.g)
-            elif attr.type == onnx.AttributeProto.GRAPHS:
-                for sub in attr.graphs:
-                    yield from _iter_nodes(sub)
+        for sub in subgraphs_of(node):
+            yield from _iter_nodes(sub)
 
 
 def find_unsupported(model: onnx.ModelProto) -> list[str]:
@@ -78,13 +72,11 @@ def find_unsupported(model: onnx.ModelProto) -> list[str]:
     missing = []
     for node in _iter_nodes(model.graph):
         kind = (node.domain, node.op_type)
-        known = convertible.get(kind)
-        if known is None:
-            opset = _node_opset(opsets, kind[0])
-            known = convertible[kind] = kind in local_functions or lookup(kind[0], kind[1], opset) is not None \
-                or has_schema_function(kind[1], opset, kind[0])
-        if not known:
-            opset = _node_opset(opsets, node.domain)
+        opset = _node_opset(opsets, node.domain)
+        if kind not in convertible:
+            convertible[kind] = kind in local_functions or lookup(node.domain, node.op_type, opset) is not None \
+                or has_schema_function(node.op_type, opset, node.domain)
+        if not convertible[kind]:
             domain = node.domain or "ai.onnx"
             label = f"'{node.name}'" if node.name else f"<unnamed, output '{node.output[0] if node.output else ''}'>"
             missing.append(f"{label} {domain}::{node.op_type} (opset {opset})")

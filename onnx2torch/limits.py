@@ -39,6 +39,8 @@ __all__ = [
     "call_converter",
     "DATA_PROP_LIMIT",
     "data_propagation_hazard",
+    "SUBGRAPH_OPS",
+    "subgraphs_of",
 ]
 
 logger = logging.getLogger(__name__)
@@ -447,6 +449,20 @@ _SCANNED_OPS = _READS_VALUES | _PASSED_ON | {"Constant", "Shape", "Size"}
 SUBGRAPH_OPS = frozenset({"If", "Loop", "Scan", "SequenceMap"})
 
 
+def subgraphs_of(node: onnx.NodeProto) -> list[onnx.GraphProto]:
+    """The graphs a node holds as attributes.  Only control-flow ops and ops of other domains are
+    looked into: no other standard op has a graph attribute, and one set anyway is never run."""
+    if node.op_type not in SUBGRAPH_OPS and node.domain in DEFAULT_DOMAINS:
+        return []
+    graphs = []
+    for attr in node.attribute:
+        if attr.type == onnx.AttributeProto.GRAPH:
+            graphs.append(attr.g)
+        elif attr.type == onnx.AttributeProto.GRAPHS:
+            graphs.extend(attr.graphs)
+    return graphs
+
+
 def _scan_node(node: onnx.NodeProto, known: dict[str, _Known], dims: dict[str, list[int]]) -> _Known | None:
     """What can be told of the node's first output (shape arithmetic only); ``node`` is one of
     ``_SCANNED_OPS`` (the caller filters)."""
@@ -525,14 +541,8 @@ def data_propagation_hazard(model: onnx.ModelProto, limit: int = DATA_PROP_LIMIT
             if shape is not None:
                 dims.setdefault(value.name, shape)
         for node in graph.node:
-            op = node.op_type
-            if op in SUBGRAPH_OPS or node.domain not in DEFAULT_DOMAINS:
-                for attr in node.attribute:
-                    if attr.type == onnx.AttributeProto.GRAPH:
-                        graphs.append(attr.g)
-                    elif attr.type == onnx.AttributeProto.GRAPHS:
-                        graphs.extend(attr.graphs)
-            if op not in _SCANNED_OPS:
+            graphs.extend(subgraphs_of(node))
+            if node.op_type not in _SCANNED_OPS:
                 continue
             try:
                 item = _scan_node(node, known, dims) if node.output else None

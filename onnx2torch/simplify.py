@@ -150,7 +150,7 @@ def merge_repeated_nodes(model: onnx.ModelProto) -> onnx.ModelProto:
     but each of its passes first runs over all of them; merged here in one pass (about five
     microseconds per node), its whole pipeline runs over half the graph.  The converted graphs
     are the same, op for op, on the 192 models of tools/zoo.py's corpus and benchmarks/."""
-    from onnx2torch.limits import SUBGRAPH_OPS  # noqa: PLC0415
+    from onnx2torch.limits import subgraphs_of  # noqa: PLC0415
 
     graph = model.graph
     protected = {v.name for v in graph.output}
@@ -160,11 +160,10 @@ def merge_repeated_nodes(model: onnx.ModelProto) -> onnx.ModelProto:
     changed: dict[int, list[str]] = {}  # kept nodes whose inputs are renamed, by index
     get = rename.get
     for node in graph.node:
+        if subgraphs_of(node):
+            return model
         op, domain, attributes = node.op_type, node.domain, node.attribute
         standard = domain in _MERGED_DOMAINS
-        if op in SUBGRAPH_OPS and standard or not standard and any(
-                a.type in (onnx.AttributeProto.GRAPH, onnx.AttributeProto.GRAPHS) for a in attributes):
-            return model
         inputs = list(node.input)
         renamed = [get(name, name) for name in inputs]
         if standard and op not in _RANDOM_OPS:

@@ -30,7 +30,7 @@ import onnx
 from onnx import AttributeProto, TensorProto
 
 from onnx2torch.errors import ConversionError, InvalidModelError, Onnx2TorchError, OnnxLoadError
-from onnx2torch.limits import SUBGRAPH_OPS
+from onnx2torch.limits import subgraphs_of
 
 __all__ = [
     "load_onnx",
@@ -551,19 +551,6 @@ class _Scope:
         return False
 
 
-def _subgraphs_of(node: onnx.NodeProto) -> list[onnx.GraphProto]:
-    # NOTE: no standard op but control flow has a graph attribute; one elsewhere is never converted
-    if node.op_type not in SUBGRAPH_OPS and node.domain in _DEFAULT_DOMAINS:
-        return []
-    graphs = []
-    for attr in node.attribute:
-        if attr.type == AttributeProto.GRAPH:
-            graphs.append(attr.g)
-        elif attr.type == AttributeProto.GRAPHS:
-            graphs.extend(attr.graphs)
-    return graphs
-
-
 def _collect_graphs(model: onnx.ModelProto) -> tuple[list, list[tuple[int, int]], list[int]]:
     """Every graph in pre-order, with ``(parent graph index, node index)`` of the node that holds
     it (``(-1, -1)`` for the main graph) and its nesting depth."""
@@ -576,7 +563,7 @@ def _collect_graphs(model: onnx.ModelProto) -> tuple[list, list[tuple[int, int]]
         owners.append(owner)
         depths.append(depth)
         for i, node in enumerate(graph.node):
-            for sub in _subgraphs_of(node):
+            for sub in subgraphs_of(node):
                 stack.append((sub, (index, i), depth + 1))
     return graphs, owners, depths
 
